@@ -1,0 +1,335 @@
+"""Composition root: config -> objects -> run -> cleanup.
+
+Every input (signaling messages, local commands, rtc results, timers) becomes an event on one
+queue; one dispatcher feeds them to the call machine in order and carries out its effects. Slow
+rtc work (ICE gathering, DTLS) runs in tasks that report back as events, so a hang-up is never
+stuck behind a connection that is still being built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable
+
+from aiortc import RTCIceServer
+from aiortc.mediastreams import MediaStreamTrack
+
+from . import protocol
+from .call import events as ev
+from .call.machine import CallMachine, Timeouts
+from .call.states import State
+from .config import Config
+from .media import registry
+from .policy.answer import AnswerPolicy
+from .rtc.session import MediaPlan, RtcError, RtcSession
+from .signaling.client import SignalingClient
+
+log = logging.getLogger(__name__)
+
+EVENT_QUEUE_SIZE = 1024  # far above any real call's burst; a flood is dropped, not queued
+
+
+@dataclass
+class CallMedia:
+    """The sinks of the current call, kept for status and tests."""
+
+    sinks: dict[str, Any] = field(default_factory=dict)  # kind -> sink
+
+    def counts(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for kind, sink in self.sinks.items():
+            stats = sink.stats()
+            out[kind] = stats
+        return out
+
+
+class KioskApp:
+    def __init__(self, config: Config, token: str) -> None:
+        self.config = config
+        self.events: asyncio.Queue[ev.Event] = asyncio.Queue(EVENT_QUEUE_SIZE)
+        self.machine = CallMachine(
+            AnswerPolicy(config.answer.mode, tuple(config.answer.allow), config.answer.delay_s),
+            Timeouts(config.call.ring_timeout_s, config.call.connect_timeout_s,
+                     config.call.disconnect_grace_s),
+            on_change=self._state_changed,
+        )
+        self.signaling = SignalingClient(
+            config.signaling.url, token, self.post,
+            on_status=self._signaling_status,
+            verify_tls=config.signaling.verify_tls,
+            connect_timeout_s=config.signaling.connect_timeout_s,
+        )
+        self.state_changed = asyncio.Condition()
+        self.media = CallMedia()
+        self.last_call: dict[str, Any] = {}
+        self.calls_finished = 0
+        self._session: RtcSession | None = None
+        self._session_call: ev.Call | None = None
+        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._ice_servers = [
+            RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+            for s in config.rtc.ice_servers
+        ]
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def post(self, event: ev.Event) -> None:
+        """Queue an event for the machine; safe from any callback on the loop."""
+        try:
+            self.events.put_nowait(event)
+        except asyncio.QueueFull:
+            log.warning("event queue full: dropped %s", type(event).__name__)
+
+    def _state_changed(self, old: State, new: State, call: ev.Call | None) -> None:
+        self._spawn(self._notify_state())
+
+    async def _notify_state(self) -> None:
+        async with self.state_changed:
+            self.state_changed.notify_all()
+
+    def _signaling_status(self, status: str) -> None:
+        self._spawn(self._notify_state())
+
+    async def wait_for_state(self, state: State, timeout: float = 10.0) -> None:
+        """For tests and tools: wait until the machine is in `state`."""
+        async with self.state_changed:
+            await asyncio.wait_for(
+                self.state_changed.wait_for(lambda: self.machine.state is state), timeout)
+
+    # -- the dispatcher ----------------------------------------------------------------------
+
+    async def dispatch_forever(self) -> None:
+        while True:
+            event = await self.events.get()
+            try:
+                effects = self.machine.handle(event, time.time())
+            except Exception:  # a bug must not take the kiosk off the air
+                log.exception("call machine failed on %s", type(event).__name__)
+                continue
+            for effect in effects:
+                try:
+                    self._execute(effect)
+                except Exception:
+                    log.exception("effect %s failed", type(effect).__name__)
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    # -- effects -----------------------------------------------------------------------------
+
+    def _execute(self, effect: ev.Effect) -> None:
+        if isinstance(effect, ev.Send):
+            self._spawn(self.signaling.send(effect.message))
+        elif isinstance(effect, ev.AcceptOffer):
+            session = self._open_session(effect.call)
+            self._spawn(self._accept(session, effect))
+        elif isinstance(effect, ev.CreateOffer):
+            session = self._open_session(effect.call)
+            self._spawn(self._offer(session, effect.call))
+        elif isinstance(effect, ev.ApplyAnswer):
+            if self._session is not None:
+                self._spawn(self._apply_answer(self._session, effect))
+        elif isinstance(effect, ev.AddCandidate):
+            if self._session is not None:
+                self._spawn(self._session.add_candidate(effect.candidate))
+        elif isinstance(effect, ev.StartTimer):
+            self._start_timer(effect)
+        elif isinstance(effect, ev.CancelTimer):
+            handle = self._timers.pop((effect.name, effect.call_id), None)
+            if handle:
+                handle.cancel()
+        elif isinstance(effect, ev.Release):
+            self._spawn(self._release(effect.call))
+        elif isinstance(effect, ev.Finished):
+            self._finished(effect)
+
+    def _start_timer(self, effect: ev.StartTimer) -> None:
+        key = (effect.name, effect.call_id)
+        if key in self._timers:
+            self._timers.pop(key).cancel()
+        self._timers[key] = asyncio.get_running_loop().call_later(
+            effect.delay_s, self.post, ev.TimerFired(effect.name, effect.call_id))
+
+    def _open_session(self, call: ev.Call) -> RtcSession:
+        """A new peer connection for this attempt; a replaced one is closed behind it."""
+        old = self._session
+        if old is not None:
+            self._spawn(old.close())
+        self.media = CallMedia()
+        media = self.media
+        plan = MediaPlan(
+            audio_source=self._audio_source,
+            video_source=self._video_source if call.call_type == "video" else None,
+            on_remote_track=lambda track: self._remote_track(media, call, track),
+            video_codecs=self.config.rtc.video_codecs,
+            ice_servers=self._ice_servers,
+        )
+        session = RtcSession(
+            call.id, plan,
+            on_state=lambda state: self.post(ev.MediaState(call.id, call.attempt, state)))
+        self._session, self._session_call = session, call
+        return session
+
+    def _audio_source(self) -> MediaStreamTrack:
+        cls = registry.resolve(registry.AUDIO_SOURCES, self.config.audio.source)
+        return cls(frequency=self.config.audio.tone_hz)
+
+    def _video_source(self) -> MediaStreamTrack:
+        video = self.config.video
+        cls = registry.resolve(registry.VIDEO_SOURCES, video.source)
+        return cls(width=video.width, height=video.height, fps=video.fps)
+
+    def _remote_track(self, media: CallMedia, call: ev.Call, track: MediaStreamTrack) -> None:
+        if track.kind == "video":
+            cls = registry.resolve(registry.VIDEO_SINKS, self.config.display.mode)
+            sink = cls(mode=self.config.display.mode) if self.config.display.mode != "none" \
+                else cls()
+        else:
+            sink = registry.resolve(registry.AUDIO_SINKS, self.config.audio.sink)()
+        sink.add_track(track)
+        old = media.sinks.get(track.kind)
+        if old is not None:
+            self._spawn(old.stop())
+        media.sinks[track.kind] = sink
+        self._spawn(sink.start())
+        log.info("call %s: receiving %s", call.id, track.kind)
+
+    async def _accept(self, session: RtcSession, effect: ev.AcceptOffer) -> None:
+        call = effect.call
+        try:
+            answer = await session.accept(effect.offer, effect.candidates)
+        except RtcError as exc:
+            self.post(ev.RtcFailed(call.id, call.attempt, str(exc)))
+            return
+        except Exception as exc:
+            log.exception("call %s: answering failed", call.id)
+            self.post(ev.RtcFailed(call.id, call.attempt, repr(exc)))
+            return
+        self.post(ev.LocalDescription(call.id, call.attempt, answer))
+
+    async def _offer(self, session: RtcSession, call: ev.Call) -> None:
+        try:
+            offer = await session.offer(call.call_type)
+        except Exception as exc:
+            log.exception("call %s: creating the offer failed", call.id)
+            self.post(ev.RtcFailed(call.id, call.attempt, repr(exc)))
+            return
+        self.post(ev.LocalDescription(call.id, call.attempt, offer))
+
+    async def _apply_answer(self, session: RtcSession, effect: ev.ApplyAnswer) -> None:
+        call = effect.call
+        try:
+            await session.apply_answer(effect.answer)
+        except Exception as exc:
+            self.post(ev.RtcFailed(call.id, call.attempt, str(exc)))
+
+    async def _release(self, call: ev.Call) -> None:
+        for key in [k for k in self._timers if k[1] == call.id]:
+            self._timers.pop(key).cancel()
+        session, self._session = self._session, None
+        self._session_call = None
+        if session is not None:
+            await session.close()
+        for sink in list(self.media.sinks.values()):
+            try:
+                await sink.stop()
+            except Exception as exc:
+                log.warning("call %s: stopping a sink: %r", call.id, exc)
+        self.post(ev.Released(call.id))
+
+    def _finished(self, effect: ev.Finished) -> None:
+        call = effect.call
+        self.calls_finished += 1
+        self.last_call = {
+            "call_id": call.id,
+            "peer": call.peer,
+            "peer_name": call.peer_name,
+            "direction": call.direction,
+            "type": call.call_type,
+            "outcome": effect.outcome,
+            "reason": effect.reason,
+            "duration_s": round(effect.ended_at - call.connected_at, 1)
+            if call.connected_at else 0.0,
+            "media": self.media.counts() if self._session_call is None
+            or self._session_call.id == call.id else {},
+        }
+        log.info("call %s with %s (%s) ended: %s (%s)", call.id, call.peer,
+                 call.peer_name or "?", effect.outcome, effect.reason)
+
+    # -- commands (control socket, UI) ---------------------------------------------------------
+
+    def place_call(self, peer: protocol.PeerId | None = None, call_type: str = "video") -> str:
+        target = peer if peer not in (None, "") else self.config.call.contact
+        if not target:
+            raise ValueError("no user to call: give one, or set call.contact in the config")
+        self.post(ev.PlaceCall(target, call_type))
+        return str(target)
+
+    def status(self) -> dict[str, Any]:
+        call = self.machine.call
+        return {
+            "kiosk": self.config.kiosk.name,
+            "state": self.machine.state.value,
+            "signaling": self.signaling.status,
+            "reconnects": self.signaling.reconnects,
+            "call": None if call is None else {
+                "call_id": call.id,
+                "peer": call.peer,
+                "peer_name": call.peer_name,
+                "direction": call.direction,
+                "type": call.call_type,
+                "connected_for_s": round(time.time() - call.connected_at, 1)
+                if call.connected_at else None,
+                "media": self.media.counts(),
+            },
+            "calls_finished": self.calls_finished,
+            "last_call": self.last_call or None,
+        }
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled; a long-lived task that dies takes the daemon down with it."""
+        long_lived = [
+            asyncio.create_task(self.dispatch_forever(), name="dispatcher"),
+            asyncio.create_task(self.signaling.run(), name="signaling"),
+        ]
+        try:
+            done, _ = await asyncio.wait(long_lived, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # re-raise what killed it
+            raise RuntimeError("a long-lived task ended")
+        finally:
+            for task in long_lived:
+                task.cancel()
+            await asyncio.gather(*long_lived, return_exceptions=True)
+            await self.cleanup()
+
+    async def cleanup(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        for sink in list(self.media.sinks.values()):
+            try:
+                await sink.stop()
+            except Exception as exc:
+                log.warning("stopping a sink: %r", exc)
+        await self.signaling.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

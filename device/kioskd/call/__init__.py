@@ -1,0 +1,1 @@
+"""The pure call core: states, events, effects and the machine. No I/O."""

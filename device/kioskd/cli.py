@@ -1,0 +1,159 @@
+"""Entry points: `kioskd` (the daemon) and `kioskctl` (talks to a running daemon)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+DEFAULT_CONFIG = Path("/etc/kioskd/kioskd.toml")
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="PATH",
+                        help=f"main config file (default: {DEFAULT_CONFIG} if it exists)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override one key, e.g. --set video.fps=24")
+
+
+def _load(args: argparse.Namespace):
+    from .config import load_config
+
+    path = args.config
+    if path is None and DEFAULT_CONFIG.exists():
+        path = DEFAULT_CONFIG
+    return load_config(path, args.overrides)
+
+
+def setup_logging(level: str) -> None:
+    # Under systemd the journal stamps every line itself: no second timestamp.
+    fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") \
+        else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr)
+    # aioice and aiortc are chatty at info: every candidate pair would be a line.
+    for noisy in ("aioice", "aiortc", "engineio", "socketio"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+# -- kioskd -----------------------------------------------------------------------------------
+
+
+async def run_daemon(config: Any, token: str) -> None:
+    from .app import KioskApp
+    from .control import ControlServer, socket_path
+
+    app = KioskApp(config, token)
+    control = ControlServer(app, socket_path(config.control.socket))
+    await control.start()
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, main.cancel)
+    logging.getLogger("kioskd").info(
+        "kioskd %r started: answer mode %s, signaling %s",
+        config.kiosk.name, config.answer.mode, config.signaling.url)
+    try:
+        await app.run()
+    except asyncio.CancelledError:
+        logging.getLogger("kioskd").info("stopping")
+    finally:
+        await control.stop()
+
+
+def daemon_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kioskd", description="The video-calling kiosk daemon.")
+    _config_args(parser)
+    args = parser.parse_args(argv)
+    from .config import ConfigError, read_token
+
+    try:
+        config = _load(args)
+        token = read_token(config)
+    except ConfigError as exc:
+        print(f"kioskd: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log.level)
+    try:
+        asyncio.run(run_daemon(config, token))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+# -- kioskctl ---------------------------------------------------------------------------------
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    print(f"{status['kiosk']}: {status['state']}, signaling {status['signaling']}"
+          f" ({status['reconnects']} reconnects)")
+    call = status.get("call")
+    if call:
+        who = f"{call['peer_name']} ({call['peer']})" if call["peer_name"] else str(call["peer"])
+        print(f"  {call['direction']} {call['type']} call {call['call_id']} with {who}")
+        if call["connected_for_s"] is not None:
+            print(f"  connected for {call['connected_for_s']} s")
+        for kind, stats in call["media"].items():
+            frames = stats.get("video_frames") if kind == "video" else stats.get("audio_frames")
+            print(f"  received {kind}: {frames} frames")
+    last = status.get("last_call")
+    if last:
+        print(f"  last call: {last['direction']} with {last['peer']}: {last['outcome']}"
+              f" ({last['reason']}), {last['duration_s']} s")
+
+
+def ctl_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kioskctl", description="Control a running kioskd.")
+    _config_args(parser)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("status", help="state, peer and media counts")
+    call = sub.add_parser("call", help="call a user (default: call.contact)")
+    call.add_argument("user", nargs="?", help="user id to call")
+    call.add_argument("--audio", action="store_true", help="audio-only call")
+    sub.add_parser("answer", help="answer the ringing call")
+    sub.add_parser("decline", help="decline the ringing call")
+    sub.add_parser("hangup", help="end the current call")
+    args = parser.parse_args(argv)
+
+    from .config import ConfigError
+    from .control import request, socket_path
+
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        print(f"kioskctl: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    path = socket_path(config.control.socket)
+    fields: dict[str, Any] = {}
+    if args.command == "call":
+        fields = {"user": args.user, "type": "audio" if args.audio else "video"}
+    try:
+        reply = asyncio.run(request(path, args.command, **fields))
+    except (FileNotFoundError, ConnectionRefusedError):
+        print(f"kioskctl: kioskd is not running (no control socket at {path})", file=sys.stderr)
+        return 3
+    except PermissionError:
+        print(f"kioskctl: no permission for {path}: run as root or as a member of the kioskd "
+              "group", file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps(reply, indent=2))
+    elif not reply.get("ok"):
+        print(f"kioskctl: {reply.get('error')}", file=sys.stderr)
+    elif args.command == "status":
+        _print_status(reply["status"])
+    elif args.command == "call":
+        print(f"calling {reply['calling']}")
+    else:
+        print("ok")
+    return 0 if reply.get("ok") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(daemon_main())

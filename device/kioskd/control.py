@@ -1,0 +1,99 @@
+"""The admin socket kioskctl talks to: one JSON request per line, one JSON reply per line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .call import events as ev
+
+if TYPE_CHECKING:
+    from .app import KioskApp
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+def socket_path(configured: str, env: dict[str, str] | None = None) -> Path:
+    """Where the daemon listens: the configured path, else systemd's RuntimeDirectory, else the
+    user's runtime directory. kioskctl computes the same from the same config."""
+    env = dict(os.environ) if env is None else env
+    if configured:
+        return Path(configured)
+    if env.get("RUNTIME_DIRECTORY"):  # set by systemd's RuntimeDirectory=
+        return Path(env["RUNTIME_DIRECTORY"].split(":")[0]) / "control.sock"
+    if os.geteuid() == 0:
+        return Path("/run/kioskd/control.sock")
+    runtime = env.get("XDG_RUNTIME_DIR") or f"/tmp/kioskd-{os.getuid()}"
+    return Path(runtime) / "kioskd" / "control.sock"
+
+
+class ControlServer:
+    def __init__(self, app: KioskApp, path: Path) -> None:
+        self.app = app
+        self.path = path
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        if self.path.exists():
+            self.path.unlink()  # left by a daemon that was killed
+        self._server = await asyncio.start_unix_server(
+            self._serve, path=str(self.path), limit=MAX_REQUEST_BYTES)
+        os.chmod(self.path, 0o660)
+        log.info("control socket at %s", self.path)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self.path.unlink(missing_ok=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), timeout=10)
+            reply = self.handle(line)
+        except (asyncio.TimeoutError, asyncio.LimitOverrunError, ValueError) as exc:
+            reply = {"ok": False, "error": f"bad request: {exc}"}
+        try:
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+        finally:
+            writer.close()
+
+    def handle(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+            command = request["command"]
+        except (ValueError, KeyError, TypeError):
+            return {"ok": False, "error": 'expected a JSON object with a "command"'}
+        app = self.app
+        if command == "status":
+            return {"ok": True, "status": app.status()}
+        if command == "call":
+            try:
+                target = app.place_call(request.get("user"), request.get("type", "video"))
+            except ValueError as exc:
+                return {"ok": False, "error": str(exc)}
+            return {"ok": True, "calling": target}
+        simple = {"answer": ev.AnswerCall, "decline": ev.Decline, "hangup": ev.Hangup}
+        if command in simple:
+            app.post(simple[command]())
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown command {command!r}"}
+
+
+async def request(path: Path, command: str, **fields: Any) -> dict[str, Any]:
+    """kioskctl's side: send one request and read the reply."""
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    try:
+        writer.write(json.dumps({"command": command, **fields}).encode() + b"\n")
+        await writer.drain()
+        return json.loads(await asyncio.wait_for(reader.readline(), timeout=10))
+    finally:
+        writer.close()

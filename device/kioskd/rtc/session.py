@@ -1,0 +1,173 @@
+"""One call's aiortc peer connection: answer or place a call, trickle in candidates, close.
+
+The session carries out the call machine's rtc effects. It never decides anything about the
+call: results go back through `on_state` (connection states) and the return values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import SessionDescription as ParsedSdp
+from aiortc.sdp import candidate_from_sdp
+
+from ..protocol import IceCandidate, SessionDescription
+
+log = logging.getLogger(__name__)
+
+
+class RtcError(Exception):
+    """An offer or answer that aiortc cannot use. The message is one readable sentence."""
+
+
+@dataclass
+class MediaPlan:
+    """What a call sends and where what it receives goes. Built per call by the app."""
+
+    audio_source: Callable[[], MediaStreamTrack] | None
+    video_source: Callable[[], MediaStreamTrack] | None
+    on_remote_track: Callable[[MediaStreamTrack], None]
+    video_codecs: Sequence[str] = ("VP8", "H264")
+    ice_servers: Sequence[RTCIceServer] = field(default_factory=list)
+
+
+def offered_kinds(sdp: str) -> list[str]:
+    """The media kinds of an offer, in m-line order; raises RtcError on SDP aiortc can't parse."""
+    try:
+        parsed = ParsedSdp.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises whatever the bad line provokes
+        raise RtcError(f"unparseable SDP: {exc!r}") from None
+    kinds = [m.kind for m in parsed.media if m.kind in ("audio", "video")]
+    if not kinds:
+        raise RtcError("the SDP has no audio or video section")
+    return kinds
+
+
+def parse_candidate(candidate: IceCandidate) -> Any:
+    """A browser's candidate line (with 'candidate:' and extra attributes) as aiortc wants it."""
+    line = candidate.candidate
+    if line.startswith("candidate:"):
+        line = line[len("candidate:"):]
+    parsed = candidate_from_sdp(line)
+    parsed.sdpMid = candidate.sdp_mid
+    parsed.sdpMLineIndex = candidate.sdp_mline_index
+    return parsed
+
+
+def codec_preferences(kind: str, names: Sequence[str]) -> list:
+    """Capabilities ordered by the configured names (with their RTX), others dropped."""
+    capabilities = RTCRtpSender.getCapabilities(kind).codecs
+    preferred = []
+    for name in names:
+        preferred += [c for c in capabilities if c.mimeType.lower() == f"{kind}/{name}".lower()]
+    rtx = [c for c in capabilities if c.mimeType.lower() == f"{kind}/rtx"]
+    return preferred + rtx if preferred else []
+
+
+class RtcSession:
+    def __init__(self, call_id: str, plan: MediaPlan,
+                 on_state: Callable[[str], None]) -> None:
+        self.call_id = call_id
+        self._plan = plan
+        self._on_state = on_state
+        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=list(plan.ice_servers)))
+        self._local_tracks: list[MediaStreamTrack] = []
+        self._queued: list[IceCandidate] = []
+        self._remote_set = False
+        self._closed = False
+        self._pc.on("connectionstatechange", self._state_changed)
+        self._pc.on("track", plan.on_remote_track)
+
+    @property
+    def pc(self) -> RTCPeerConnection:
+        return self._pc
+
+    def _state_changed(self) -> None:
+        state = self._pc.connectionState
+        log.info("call %s: connection %s", self.call_id, state)
+        if not self._closed:
+            self._on_state(state)
+
+    def _add_local_media(self, kinds: Sequence[str]) -> None:
+        # Transceivers are added before setRemoteDescription so that aiortc uses them (and the
+        # video codec preferences) for the offer's m-lines instead of making recvonly ones.
+        for kind in kinds:
+            factory = self._plan.audio_source if kind == "audio" else self._plan.video_source
+            track = factory() if factory else None
+            if track is not None:
+                self._local_tracks.append(track)
+                transceiver = self._pc.addTransceiver(track, direction="sendrecv")
+            else:
+                transceiver = self._pc.addTransceiver(kind, direction="recvonly")
+            if kind == "video":
+                preferences = codec_preferences("video", self._plan.video_codecs)
+                if preferences:
+                    transceiver.setCodecPreferences(preferences)
+
+    async def _flush_candidates(self) -> None:
+        queued, self._queued = self._queued, []
+        for candidate in queued:
+            await self.add_candidate(candidate)
+
+    async def accept(self, offer: SessionDescription,
+                     candidates: Sequence[IceCandidate] = ()) -> SessionDescription:
+        """Answer an offer; returns our answer with all our candidates inside."""
+        self._queued.extend(candidates)
+        self._add_local_media(offered_kinds(offer.sdp))
+        try:
+            await self._pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+        except Exception as exc:
+            raise RtcError(f"the offer was refused: {exc}") from None
+        self._remote_set = True
+        await self._flush_candidates()
+        await self._pc.setLocalDescription(await self._pc.createAnswer())
+        # localDescription, not createAnswer()'s result: aiortc adds its candidates only here.
+        return SessionDescription("answer", self._pc.localDescription.sdp)
+
+    async def offer(self, call_type: str) -> SessionDescription:
+        """Start an outgoing call; returns our offer with all our candidates inside."""
+        self._add_local_media(["audio", "video"] if call_type == "video" else ["audio"])
+        await self._pc.setLocalDescription(await self._pc.createOffer())
+        return SessionDescription("offer", self._pc.localDescription.sdp)
+
+    async def apply_answer(self, answer: SessionDescription) -> None:
+        try:
+            await self._pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+        except Exception as exc:
+            raise RtcError(f"the answer was refused: {exc}") from None
+        self._remote_set = True
+        await self._flush_candidates()
+
+    async def add_candidate(self, candidate: IceCandidate) -> None:
+        """Queue until the remote description is set; a bad candidate is logged, not fatal."""
+        if candidate.is_end_of_candidates or self._closed:
+            return
+        if not self._remote_set:
+            self._queued.append(candidate)
+            return
+        try:
+            await self._pc.addIceCandidate(parse_candidate(candidate))
+        except Exception as exc:
+            log.info("call %s: ignored candidate %r: %s", self.call_id,
+                     candidate.candidate[:80], exc)
+
+    async def close(self) -> None:
+        self._closed = True
+        self._queued = []
+        for track in self._local_tracks:
+            track.stop()
+        try:
+            await asyncio.wait_for(self._pc.close(), timeout=5)
+        except Exception as exc:  # closing must never keep the kiosk from its next call
+            log.warning("call %s: closing the connection: %r", self.call_id, exc)

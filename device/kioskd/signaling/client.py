@@ -1,0 +1,159 @@
+"""The Socket.IO side of the kiosk: connect with the token, receive typed messages, send ours.
+
+One reconnect loop of our own covers the first connect too (python-socketio's own loop does not
+unless asked, and gives no say over the delays). Events are handed on in arrival order through
+synchronous handlers: python-socketio runs each incoming packet as its own task, and a handler
+that awaited before handing on could let a trickled candidate overtake its offer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable
+
+import socketio
+
+from .. import protocol
+from ..policy.backoff import Backoff
+
+log = logging.getLogger(__name__)
+
+OFFLINE, CONNECTING, ONLINE, UNAUTHORIZED = "offline", "connecting", "online", "unauthorized"
+
+
+class SignalingClient:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        on_message: Callable[[protocol.Message], None],
+        *,
+        on_status: Callable[[str], None] | None = None,
+        backoff: Backoff | None = None,
+        verify_tls: bool = True,
+        connect_timeout_s: float = 10.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.url = url
+        self._token = token
+        self._on_message = on_message
+        self._on_status = on_status
+        self._backoff = backoff or Backoff()
+        self._verify_tls = verify_tls
+        self._connect_timeout_s = connect_timeout_s
+        self._sleep = sleep
+        self._sio: socketio.AsyncClient | None = None
+        self._send_lock = asyncio.Lock()  # python-socketio's emit is not safe concurrently
+        self._refused_reason: str | None = None
+        self.status = OFFLINE
+        self.reconnects = 0
+        self.connected = asyncio.Event()
+
+    def _set_status(self, status: str) -> None:
+        if status != self.status:
+            self.status = status
+            if self._on_status:
+                self._on_status(status)
+
+    def _new_client(self) -> socketio.AsyncClient:
+        sio = socketio.AsyncClient(reconnection=False, ssl_verify=self._verify_tls)
+        for event in protocol.ALL_EVENTS:
+            sio.on(event, self._receiver(event))
+        sio.on("connect_error", self._connect_error)
+        sio.on("*", self._unknown_event)
+        return sio
+
+    def _receiver(self, event: str) -> Callable[..., None]:
+        def receive(*args: Any) -> None:  # synchronous on purpose: see module docstring
+            try:
+                message = protocol.parse(event, args[0] if args else None)
+            except protocol.ProtocolError as exc:
+                log.warning("dropped malformed %s: %s", event, exc)
+                return
+            try:
+                self._on_message(message)
+            except Exception:  # a bug in a consumer must not cut the connection
+                log.exception("handling %s failed", event)
+
+        return receive
+
+    def _connect_error(self, data: Any = None) -> None:
+        message = data.get("message") if isinstance(data, dict) else data
+        self._refused_reason = str(message) if message is not None else "refused"
+
+    def _unknown_event(self, event: str, *args: Any) -> None:
+        log.debug("ignored unknown event %r", event)
+
+    async def run(self) -> None:
+        """Stay connected until cancelled."""
+        while True:
+            self._set_status(CONNECTING)
+            self._refused_reason = None
+            sio = self._new_client()
+            try:
+                await sio.connect(
+                    self.url,
+                    auth={"token": self._token},
+                    wait_timeout=self._connect_timeout_s,
+                )
+            except (socketio.exceptions.ConnectionError, OSError, asyncio.TimeoutError) as exc:
+                await self._close(sio)
+                if self._refused_reason == "unauthorized":
+                    self._set_status(UNAUTHORIZED)
+                    delay = self._backoff.misconfigured_delay()
+                    log.error(
+                        "signaling server %s refused our token (unauthorized): check "
+                        "signaling.token_file; retrying in %.0f s", self.url, delay)
+                else:
+                    self._set_status(OFFLINE)
+                    delay = self._backoff.next_delay()
+                    log.warning("cannot reach signaling server %s (%s); retrying in %.1f s",
+                                self.url, self._refused_reason or exc, delay)
+                await self._sleep(delay)
+                continue
+            except BaseException:
+                await self._close(sio)
+                raise
+            self._sio = sio
+            self._backoff.reset()
+            self._set_status(ONLINE)
+            self.connected.set()
+            log.info("connected to signaling server %s", self.url)
+            try:
+                await sio.wait()
+            finally:
+                self.connected.clear()
+                self._sio = None
+                await self._close(sio)
+            self.reconnects += 1
+            self._set_status(OFFLINE)
+            delay = self._backoff.next_delay()
+            log.warning("lost the signaling server; reconnecting in %.1f s", delay)
+            await self._sleep(delay)
+
+    async def _close(self, sio: socketio.AsyncClient) -> None:
+        try:
+            await asyncio.wait_for(sio.disconnect(), timeout=2)
+        except Exception as exc:
+            log.debug("disconnect: %r", exc)
+
+    async def send(self, message: protocol.PeerMessage) -> bool:
+        """Emit one message; False (and a log line) if we are offline right now."""
+        event, payload = protocol.to_wire(message)
+        async with self._send_lock:
+            sio = self._sio
+            if sio is None or not sio.connected:
+                log.warning("offline: could not send %s to %s", event, message.peer)
+                return False
+            try:
+                await sio.emit(event, payload)
+            except Exception as exc:
+                log.warning("sending %s failed: %r", event, exc)
+                return False
+        return True
+
+    async def close(self) -> None:
+        sio = self._sio
+        if sio is not None:
+            await self._close(sio)
