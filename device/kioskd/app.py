@@ -34,16 +34,12 @@ EVENT_QUEUE_SIZE = 1024  # far above any real call's burst; a flood is dropped, 
 
 @dataclass
 class CallMedia:
-    """The sinks of the current call, kept for status and tests."""
+    """Where one call's remote tracks go: a single sink drains them all (and counts them)."""
 
-    sinks: dict[str, Any] = field(default_factory=dict)  # kind -> sink
+    sink: Any = None
 
     def counts(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for kind, sink in self.sinks.items():
-            stats = sink.stats()
-            out[kind] = stats
-        return out
+        return self.sink.stats() if self.sink is not None else {}
 
 
 class KioskApp:
@@ -191,19 +187,17 @@ class KioskApp:
         cls = registry.resolve(registry.VIDEO_SOURCES, video.source)
         return cls(width=video.width, height=video.height, fps=video.fps)
 
+    def _new_sink(self) -> Any:
+        mode = self.config.display.mode
+        cls = registry.resolve(registry.VIDEO_SINKS, mode)
+        return cls() if mode == "none" else cls(mode=mode)
+
     def _remote_track(self, media: CallMedia, call: ev.Call, track: MediaStreamTrack) -> None:
-        if track.kind == "video":
-            cls = registry.resolve(registry.VIDEO_SINKS, self.config.display.mode)
-            sink = cls(mode=self.config.display.mode) if self.config.display.mode != "none" \
-                else cls()
-        else:
-            sink = registry.resolve(registry.AUDIO_SINKS, self.config.audio.sink)()
-        sink.add_track(track)
-        old = media.sinks.get(track.kind)
-        if old is not None:
-            self._spawn(old.stop())
-        media.sinks[track.kind] = sink
-        self._spawn(sink.start())
+        # Always drained, even audio with a null sink: aiortc's receive queues are unbounded.
+        if media.sink is None:
+            media.sink = self._new_sink()
+            self._spawn(media.sink.start())
+        media.sink.add_track(track)
         log.info("call %s: receiving %s", call.id, track.kind)
 
     async def _accept(self, session: RtcSession, effect: ev.AcceptOffer) -> None:
@@ -242,12 +236,15 @@ class KioskApp:
         self._session_call = None
         if session is not None:
             await session.close()
-        for sink in list(self.media.sinks.values()):
-            try:
-                await sink.stop()
-            except Exception as exc:
-                log.warning("call %s: stopping a sink: %r", call.id, exc)
+        await self._stop_sink(self.media)
         self.post(ev.Released(call.id))
+
+    async def _stop_sink(self, media: CallMedia) -> None:
+        if media.sink is not None:
+            try:
+                await media.sink.stop()
+            except Exception as exc:
+                log.warning("stopping the sink: %r", exc)
 
     def _finished(self, effect: ev.Finished) -> None:
         call = effect.call
@@ -324,11 +321,7 @@ class KioskApp:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        for sink in list(self.media.sinks.values()):
-            try:
-                await sink.stop()
-            except Exception as exc:
-                log.warning("stopping a sink: %r", exc)
+        await self._stop_sink(self.media)
         await self.signaling.close()
         for task in list(self._tasks):
             task.cancel()

@@ -1,0 +1,52 @@
+"""kioskd configuration: shipped defaults, drop-ins, the main file and `--set` overrides,
+validated into frozen dataclasses. See docs/configuration.md."""
+
+from .loader import (
+    check_config_file,
+    config_as_dict,
+    dropin_files,
+    load_config,
+    parse_override,
+    read_token,
+    token_path,
+)
+from .schema import (
+    AnswerSection,
+    AudioSection,
+    CallSection,
+    Config,
+    ConfigError,
+    ConfigIssue,
+    ControlSection,
+    DisplaySection,
+    IceServer,
+    KioskSection,
+    LogSection,
+    RtcSection,
+    SignalingSection,
+    VideoSection,
+)
+
+__all__ = [
+    "AnswerSection",
+    "AudioSection",
+    "CallSection",
+    "Config",
+    "ConfigError",
+    "ConfigIssue",
+    "ControlSection",
+    "DisplaySection",
+    "IceServer",
+    "KioskSection",
+    "LogSection",
+    "RtcSection",
+    "SignalingSection",
+    "VideoSection",
+    "check_config_file",
+    "config_as_dict",
+    "dropin_files",
+    "load_config",
+    "parse_override",
+    "read_token",
+    "token_path",
+]

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Set up kioskd on a fresh Debian / Raspberry Pi OS machine: system packages, a virtualenv in
+# .venv, and the pinned Python packages. Safe to run again: it only installs what is missing.
+#   scripts/setup.sh          the daemon, the relay and the demo
+#   scripts/setup.sh --test   also what the test suite needs (Chromium, Xvfb, pytest...)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+with_tests=0
+[ "${1:-}" = "--test" ] && with_tests=1
+
+packages=(python3 python3-venv python3-dev gcc iproute2 util-linux)
+[ "$with_tests" = 1 ] && packages+=(chromium xvfb)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing system packages: ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "setup: kioskd needs Python 3.11 or newer; $python is $("$python" --version 2>&1)" >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  # On a Pi, picamera2 comes from the OS (python3-picamera2): let the venv see it.
+  if [ -e /proc/device-tree/model ] && grep -q "Raspberry Pi" /proc/device-tree/model 2>/dev/null; then
+    "$python" -m venv --system-site-packages .venv
+  else
+    "$python" -m venv .venv
+  fi
+fi
+extras=""
+[ "$with_tests" = 1 ] && extras="[test]"
+echo "setup: installing Python packages (pinned by constraints.txt)"
+.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e ".${extras}"
+echo "setup: done"

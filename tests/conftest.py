@@ -1,0 +1,29 @@
+"""Suite-wide set-up: the whole session runs in a private loopback-only network namespace.
+
+Tests that move WebRTC media are marked `netns`; they are skipped (never run on the machine's
+real network) when the namespace cannot be made, e.g. without root.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from tests.support import netns
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get(netns.MARKER) != "1" and not netns.in_private_netns() and netns.can_create():
+        # Re-run this very pytest command inside the namespace.
+        netns.reexec_inside([sys.executable, "-m", "pytest", *config.invocation_params.args])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if netns.in_private_netns():
+        return
+    skip = pytest.mark.skip(reason="needs a private network namespace (run the suite as root)")
+    for item in items:
+        if "netns" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,164 @@
+"""A scripted caller that follows PROTOCOL.md the way a browser does.
+
+It is written from the protocol, not from the kiosk's code: its own Socket.IO client and aiortc
+peer connection, synthetic media, and a measuring sink. Like a browser, it sends its offer (or
+answer) without candidates and trickles them right behind it, then an end-of-candidates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from typing import Any
+
+import socketio
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.sdp import SessionDescription as ParsedSdp
+from aiortc.sdp import candidate_from_sdp, candidate_to_sdp
+
+from kioskd.media.measure import MeasuringSink
+from kioskd.media.synthetic import SyntheticCamera, SyntheticTone
+
+EVENTS = ("webrtc:offer", "webrtc:answer", "webrtc:ice-candidate", "webrtc:call-end",
+          "webrtc:call-reject", "webrtc:call-timeout", "webrtc:error")
+
+
+def split_candidates(sdp: str) -> tuple[str, list[dict[str, Any]]]:
+    """Strip a=candidate lines from an SDP and return them as RTCIceCandidateInit dicts."""
+    parsed = ParsedSdp.parse(sdp)
+    candidates = []
+    for index, media in enumerate(parsed.media):
+        for candidate in media.ice_candidates:
+            candidates.append({"candidate": "candidate:" + candidate_to_sdp(candidate),
+                               "sdpMid": media.rtp.muxId, "sdpMLineIndex": index,
+                               "usernameFragment": media.ice.usernameFragment})
+    stripped = re.sub(r"a=(candidate:[^\r\n]*|end-of-candidates)\r\n", "", sdp)
+    return stripped, candidates
+
+
+class ScriptedCaller:
+    def __init__(self, url: str, token: str, *, send_video: bool = True) -> None:
+        self.url = url
+        self.token = token
+        self.send_video = send_video
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.pc: RTCPeerConnection | None = None
+        self.sink = MeasuringSink()
+        self.call_id: str | None = None
+        self.peer: Any = None
+        self.connected = asyncio.Event()
+        for event in EVENTS:
+            self.sio.on(event, self._receiver(event))
+
+    def _receiver(self, event: str):
+        def receive(data: Any = None) -> None:
+            self.inbox.put_nowait((event, data))
+            if event == "webrtc:ice-candidate" and self.pc is not None:
+                asyncio.ensure_future(self._add_candidate(data))
+        return receive
+
+    async def _add_candidate(self, data: dict[str, Any]) -> None:
+        init = data.get("candidate") or {}
+        line = init.get("candidate") or ""
+        if not line or self.pc is None:
+            return
+        candidate = candidate_from_sdp(line.split(":", 1)[1])
+        candidate.sdpMid, candidate.sdpMLineIndex = init.get("sdpMid"), init.get("sdpMLineIndex")
+        await self.pc.addIceCandidate(candidate)
+
+    async def connect(self) -> None:
+        await self.sio.connect(self.url, auth={"token": self.token}, wait_timeout=5)
+
+    async def emit(self, event: str, payload: Any) -> None:
+        await self.sio.emit(event, payload)
+
+    async def expect(self, event: str, timeout: float = 10.0) -> Any:
+        """Wait for `event`, skipping candidates and anything else in between."""
+        async def next_match() -> Any:
+            while True:
+                name, data = await self.inbox.get()
+                if name == event:
+                    return data
+        return await asyncio.wait_for(next_match(), timeout)
+
+    def _new_pc(self, call_type: str) -> RTCPeerConnection:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTrack(SyntheticTone(frequency=660.0))
+        if call_type == "video":
+            if self.send_video:
+                pc.addTrack(SyntheticCamera(320, 240, 15))
+            else:
+                pc.addTransceiver("video", direction="recvonly")
+
+        @pc.on("track")
+        def on_track(track) -> None:
+            self.sink.add_track(track)
+            asyncio.ensure_future(self.sink.start())
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pc.connectionState == "connected":
+                self.connected.set()
+
+        return pc
+
+    async def _trickle(self, candidates: list[dict[str, Any]]) -> None:
+        for candidate in candidates:
+            await self.emit("webrtc:ice-candidate", {"to": self.peer, "candidate": candidate,
+                                                     "callId": self.call_id})
+        await self.emit("webrtc:ice-candidate", {"to": self.peer, "candidate": None,
+                                                 "callId": self.call_id})
+
+    async def call(self, peer: Any, call_type: str = "video", *, candidates_first: bool = False,
+                   call_id: str | None = None) -> None:
+        """Send an offer like a browser: candidates trickled behind it (or ahead of it)."""
+        self.peer = peer
+        self.call_id = call_id or uuid.uuid4().hex[:8]
+        self.connected.clear()
+        self.pc = self._new_pc(call_type)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        sdp, candidates = split_candidates(self.pc.localDescription.sdp)
+        offer = {"to": peer, "offer": {"type": "offer", "sdp": sdp}, "type": call_type,
+                 "callId": self.call_id}
+        if candidates_first:
+            await self._trickle(candidates)
+            await self.emit("webrtc:offer", offer)
+        else:
+            await self.emit("webrtc:offer", offer)
+            await self._trickle(candidates)
+
+    async def receive_answer(self, timeout: float = 10.0) -> dict[str, Any]:
+        data = await self.expect("webrtc:answer", timeout)
+        await self.pc.setRemoteDescription(RTCSessionDescription(**data["answer"]))
+        return data
+
+    async def answer_incoming(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Take the next offer, answer it with candidates trickled behind the answer."""
+        data = await self.expect("webrtc:offer", timeout)
+        self.peer, self.call_id = data["from"], data.get("callId")
+        self.connected.clear()
+        self.pc = self._new_pc(data.get("type", "video"))
+        await self.pc.setRemoteDescription(RTCSessionDescription(**data["offer"]))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        sdp, candidates = split_candidates(self.pc.localDescription.sdp)
+        await self.emit("webrtc:answer", {"to": self.peer, "answer": {"type": "answer", "sdp": sdp},
+                                          "callId": self.call_id})
+        await self._trickle(candidates)
+        return data
+
+    async def hangup(self) -> None:
+        await self.emit("webrtc:call-end", {"to": self.peer, "callId": self.call_id})
+        await self.close_pc()
+
+    async def close_pc(self) -> None:
+        if self.pc is not None:
+            await self.pc.close()
+            self.pc = None
+        await self.sink.stop()
+        self.sink = MeasuringSink()
+
+    async def close(self) -> None:
+        await self.close_pc()
+        await self.sio.disconnect()
