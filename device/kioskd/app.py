@@ -259,6 +259,9 @@ class KioskApp:
             "reason": effect.reason,
             "duration_s": round(effect.ended_at - call.connected_at, 1)
             if call.connected_at else 0.0,
+            # offer received (or sent) -> media connected, as the kiosk's clock saw it
+            "setup_ms": round((call.connected_at - call.started_at) * 1000, 1)
+            if call.connected_at else None,
             "media": self.media.counts() if self._session_call is None
             or self._session_call.id == call.id else {},
         }

@@ -291,3 +291,9 @@ def test_table_is_the_only_source_of_transitions():
     # Every state is reachable and can get back to idle.
     targets = {t for t in TRANSITIONS.values()}
     assert targets == set(State)
+
+
+def test_docs_show_the_current_state_diagram():
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
+    assert mermaid_diagram() in doc, "regenerate with: python -m kioskd.call.states"

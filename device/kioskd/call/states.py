@@ -81,3 +81,7 @@ def mermaid_diagram() -> str:
         if source != target:
             lines.append(f"    {source.value} --> {target.value}: {trigger.value}")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m kioskd.call.states > the diagram in docs/architecture.md
+    print(mermaid_diagram())

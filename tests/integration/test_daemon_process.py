@@ -1,0 +1,104 @@
+"""The installed commands as an admin runs them: `kioskd --config ... --set ...` and `kioskctl`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.caller import ScriptedCaller
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_CONFIG = ROOT / "config" / "kioskd.toml"
+KIOSKCTL = str(Path(sys.executable).parent / "kioskctl")  # the installed console script
+
+
+async def _run(*argv: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def _wait_for_line(stream: asyncio.StreamReader, needle: str, timeout: float = 15) -> str:
+    async def scan() -> str:
+        seen = []
+        while True:
+            line = (await stream.readline()).decode()
+            if not line:
+                raise AssertionError("kioskd exited; it said:\n" + "".join(seen))
+            seen.append(line)
+            if needle in line:
+                return line
+    return await asyncio.wait_for(scan(), timeout)
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(90)
+async def test_kioskd_command_answers_and_kioskctl_controls_it(relay, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("kiosk-secret\n")
+    socket = tmp_path / "control.sock"
+    config_args = ["--config", str(SHIPPED_CONFIG), "--set", f"control.socket={socket}"]
+    daemon = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kioskd", *config_args,
+        "--set", f"signaling.url={relay.url}", "--set", f"signaling.token_file={token_file}",
+        "--set", "display.mode=none", "--set", "video.width=320", "--set", "video.height=240",
+        stderr=asyncio.subprocess.PIPE)
+    caller = ScriptedCaller(relay.url, "alice-secret")
+    try:
+        await _wait_for_line(daemon.stderr, "connected to signaling server")
+        # Keep reading the log so the pipe never fills up and stalls the daemon.
+        drain = asyncio.ensure_future(daemon.stderr.read())
+        await caller.connect()
+        await caller.call("kiosk")
+        await caller.receive_answer()
+        await asyncio.wait_for(caller.connected.wait(), 10)
+        await caller.sink.wait_for_frames(video=10, audio=20, timeout=15)
+
+        code, out, _ = await _run(KIOSKCTL, *config_args,
+                                  "--json", "status")
+        status = json.loads(out)["status"]
+        assert code == 0 and status["state"] == "connected"
+        assert status["call"]["peer"] == "alice"
+        code, out, _ = await _run(KIOSKCTL, *config_args, "status")
+        assert "connected" in out and "Alice (alice)" in out
+
+        code, out, _ = await _run(KIOSKCTL, *config_args, "hangup")
+        assert code == 0
+        ended = await caller.expect("webrtc:call-end")
+        assert ended["from"] == "kiosk"
+
+        daemon.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(daemon.wait(), 10) == 0
+        await drain
+        assert not socket.exists()  # the control socket is cleaned up
+    finally:
+        if daemon.returncode is None:
+            daemon.kill()
+            await daemon.wait()
+        await caller.close()
+
+
+async def test_kioskctl_says_when_the_daemon_is_not_running(tmp_path):
+    code, _, err = await _run(KIOSKCTL, "--set",
+                              f"control.socket={tmp_path / 'none.sock'}", "status")
+    assert code == 3 and "kioskd is not running" in err
+
+
+async def test_kioskd_refuses_a_bad_config_naming_file_and_key(tmp_path):
+    bad = tmp_path / "kioskd.toml"
+    bad.write_text('[answer]\nmode = "sometimes"\n')
+    code, _, err = await _run(sys.executable, "-m", "kioskd", "--config", str(bad))
+    assert code == 2
+    assert str(bad) in err and "answer.mode" in err and '"always"' in err
+
+
+async def test_kioskd_says_what_to_do_without_a_token(tmp_path):
+    code, _, err = await _run(sys.executable, "-m", "kioskd", "--set",
+                              f"signaling.token_file={tmp_path / 'missing'}")
+    assert code == 2 and "signaling.token_file" in err
