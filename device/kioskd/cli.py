@@ -107,6 +107,38 @@ def _print_status(status: dict[str, Any]) -> None:
               f" ({last['reason']}), {last['duration_s']} s")
 
 
+def _config_command(args: argparse.Namespace) -> int:
+    from .config import ConfigError, config_as_dict
+
+    if args.config_command == "check" and args.file:
+        args.config = args.file
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "errors": [
+                {"file": i.source, "key": i.key, "message": i.message} for i in exc.issues]},
+                indent=2))
+        else:
+            print(exc, file=sys.stderr)
+            print(f"kioskctl: {len(exc.issues)} problem(s) found", file=sys.stderr)
+        return 1
+    if args.config_command == "check":
+        where = config.path or "built-in defaults"
+        print(json.dumps({"ok": True, "file": str(where)}) if args.json else f"{where}: ok")
+        return 0
+    shown = config_as_dict(config, mask_secrets=True)
+    if args.json:
+        print(json.dumps(shown, indent=2))
+    else:
+        for section, keys in shown.items():
+            print(f"[{section}]")
+            for key, value in keys.items():
+                print(f"{key} = {json.dumps(value)}")
+            print()
+    return 0
+
+
 def ctl_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kioskctl", description="Control a running kioskd.")
     _config_args(parser)
@@ -119,11 +151,18 @@ def ctl_main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("answer", help="answer the ringing call")
     sub.add_parser("decline", help="decline the ringing call")
     sub.add_parser("hangup", help="end the current call")
+    config_cmd = sub.add_parser("config", help="check or show the configuration")
+    config_sub = config_cmd.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a config file (exit code 0 if good)")
+    check.add_argument("file", nargs="?", help="file to check (default: --config)")
+    config_sub.add_parser("show", help="the merged configuration, secrets masked")
     args = parser.parse_args(argv)
 
     from .config import ConfigError
     from .control import request, socket_path
 
+    if args.command == "config":
+        return _config_command(args)
     try:
         config = _load(args)
     except ConfigError as exc:

@@ -102,3 +102,21 @@ async def test_kioskd_says_what_to_do_without_a_token(tmp_path):
     code, _, err = await _run(sys.executable, "-m", "kioskd", "--set",
                               f"signaling.token_file={tmp_path / 'missing'}")
     assert code == 2 and "signaling.token_file" in err
+
+
+async def test_kioskctl_config_check_names_the_key_and_exit_code(tmp_path):
+    bad = tmp_path / "kioskd.toml"
+    bad.write_text('[answer]\nmode = "sometimes"\n[video]\nfps = 0\n')
+    code, _, err = await _run(KIOSKCTL, "config", "check", str(bad))
+    assert code == 1
+    assert f'{bad}: answer.mode: "sometimes" is not allowed' in err and "video.fps" in err
+    code, out, _ = await _run(KIOSKCTL, "config", "check", str(SHIPPED_CONFIG))
+    assert code == 0 and "ok" in out
+
+
+async def test_kioskctl_config_show_masks_secrets(tmp_path):
+    code, out, _ = await _run(KIOSKCTL, "--set", 'rtc.ice_servers=[{urls="turn:127.0.0.1:3478", '
+                              'username="u", credential="hunter2"}]', "--json", "config", "show")
+    shown = json.loads(out)
+    assert code == 0 and "hunter2" not in out
+    assert shown["rtc"]["ice_servers"][0]["credential"] == "***"
