@@ -1,0 +1,69 @@
+"""Media back ends by name: a config value maps to "module:Class", imported on first use.
+
+Only the selected back end's module is imported, so a module may import picamera2,
+alsaaudio or pygame at its top and the daemon still runs on a machine without them.
+Tests register fakes in the same tables with `register`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+
+class UnknownBackend(ValueError):
+    """A config names a back end no table knows. The message lists the known names."""
+
+
+class BackendTable(dict[str, Any]):
+    """Names to "module:Class" strings (or classes, once imported or registered)."""
+
+    def __init__(self, setting: str, entries: dict[str, Any]) -> None:
+        super().__init__(entries)
+        self.setting = setting  # the config key it serves, for error messages
+
+
+VIDEO_SOURCES = BackendTable(
+    "video.source", {"synthetic": "kioskd.media.synthetic:SyntheticCamera"}
+)
+AUDIO_SOURCES = BackendTable("audio.source", {"synthetic": "kioskd.media.synthetic:SyntheticTone"})
+AUDIO_SINKS = BackendTable("audio.sink", {"null": "kioskd.media.null:NullAudioSink"})
+VIDEO_SINKS = BackendTable(
+    "display.mode",
+    {
+        "none": "kioskd.media.null:NullVideoSink",
+        # Both display modes are one class; the caller passes mode=<the name>.
+        "window": "kioskd.media.display:DisplaySink",
+        "fullscreen": "kioskd.media.display:DisplaySink",
+    },
+)
+
+
+def _import(target: str) -> Any:
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f'back end target "{target}" is not of the form "module:Class"')
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ImportError(f"module {module_name} has no {attribute}") from None
+
+
+def resolve(table: dict[str, Any], name: str) -> Any:
+    """The class registered under `name`, importing its module the first time."""
+    try:
+        target = table[name]
+    except KeyError:
+        setting = getattr(table, "setting", "back end")
+        known = ", ".join(sorted(table)) or "(none)"
+        raise UnknownBackend(f'unknown {setting} "{name}"; known: {known}') from None
+    # importlib caches the module; the table keeps the string so it stays readable.
+    return _import(target) if isinstance(target, str) else target
+
+
+def register(table: dict[str, Any], name: str, target: str | type) -> None:
+    """Add or replace a back end: a "module:Class" string (imported lazily) or a class."""
+    if isinstance(target, str) and ":" not in target:
+        raise ValueError(f'back end target "{target}" is not of the form "module:Class"')
+    table[name] = target
