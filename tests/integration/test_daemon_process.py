@@ -72,6 +72,15 @@ async def test_kioskd_command_answers_and_kioskctl_controls_it(relay, tmp_path):
         assert code == 0
         ended = await caller.expect("webrtc:call-end")
         assert ended["from"] == "kiosk"
+        await caller.close_pc()
+
+        # The kiosk calls out on an admin's word, and the callee answers like a browser.
+        code, out, _ = await _run(KIOSKCTL, *config_args, "call", "alice")
+        assert code == 0 and "calling alice" in out
+        offer = await caller.answer_incoming()
+        assert offer["from"] == "kiosk" and offer["type"] == "video"
+        await asyncio.wait_for(caller.connected.wait(), 10)
+        await caller.sink.wait_for_frames(video=5, timeout=15)
 
         daemon.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(daemon.wait(), 10) == 0

@@ -57,7 +57,9 @@ class SignalingClient:
                 self._on_status(status)
 
     def _new_client(self) -> socketio.AsyncClient:
-        sio = socketio.AsyncClient(reconnection=False, ssl_verify=self._verify_tls)
+        # handle_sigint=False: the daemon owns its signals (SIGINT/SIGTERM cancel the main task).
+        sio = socketio.AsyncClient(reconnection=False, ssl_verify=self._verify_tls,
+                                   handle_sigint=False)
         for event in protocol.ALL_EVENTS:
             sio.on(event, self._receiver(event))
         sio.on("connect_error", self._connect_error)
@@ -137,6 +139,10 @@ class SignalingClient:
             await asyncio.wait_for(sio.disconnect(), timeout=2)
         except Exception as exc:
             log.debug("disconnect: %r", exc)
+        # A failed connect leaves Engine.IO's HTTP session open; over days offline that adds up.
+        http = getattr(sio.eio, "http", None)
+        if http is not None and not http.closed:
+            await http.close()
 
     async def send(self, message: protocol.PeerMessage) -> bool:
         """Emit one message; False (and a log line) if we are offline right now."""
