@@ -196,9 +196,22 @@ class KioskApp:
         # Always drained, even audio with a null sink: aiortc's receive queues are unbounded.
         if media.sink is None:
             media.sink = self._new_sink()
-            self._spawn(media.sink.start())
+            self._spawn(self._start_sink(media))
         media.sink.add_track(track)
         log.info("call %s: receiving %s", call.id, track.kind)
+
+    async def _start_sink(self, media: CallMedia) -> None:
+        try:
+            await media.sink.start()
+        except Exception as exc:
+            # No screen must not mean no call: keep draining (and counting) without it.
+            log.error("%s; the call goes on without showing video", exc)
+            fallback = registry.resolve(registry.VIDEO_SINKS, "none")()
+            for track in list(media.sink.tracks):
+                fallback.add_track(track)
+            media.sink = fallback
+            await fallback.start()
+            await self._notify_state()
 
     async def _accept(self, session: RtcSession, effect: ev.AcceptOffer) -> None:
         call = effect.call

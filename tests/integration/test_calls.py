@@ -204,3 +204,16 @@ async def test_calling_an_offline_user_ends_the_attempt(kiosk):
     await kiosk.wait_for_state(State.IDLE)
     assert kiosk.last_call["outcome"] == "failed"
     assert kiosk.last_call["reason"] == "unavailable"
+
+
+async def test_a_display_that_cannot_open_does_not_stop_the_call(relay, alice, monkeypatch):
+    # SDL's "offscreen" driver exists everywhere; a driver name that doesn't makes
+    # pygame's display init fail the way a kiosk with no screen attached would.
+    monkeypatch.setenv("SDL_VIDEODRIVER", "no-such-driver")
+    async with running_kiosk(relay.url, "display.mode=window") as kiosk:
+        await connected_call(kiosk, alice)
+        from kioskd.media.null import NullVideoSink
+        async with kiosk.state_changed:
+            await asyncio.wait_for(kiosk.state_changed.wait_for(
+                lambda: isinstance(kiosk.media.sink, NullVideoSink)), 10)
+        await kiosk.media.sink.wait_for_frames(video=5, audio=10, timeout=15)

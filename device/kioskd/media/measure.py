@@ -74,6 +74,10 @@ class MeasuringSink:
 
     # -- the sink contract --------------------------------------------------------------
 
+    @property
+    def tracks(self) -> list[MediaStreamTrack]:
+        return list(self._tracks)
+
     def add_track(self, track: MediaStreamTrack) -> None:
         """Drain `track` (from start(), or at once if already started)."""
         if track in self._tracks:
