@@ -217,3 +217,12 @@ async def test_a_display_that_cannot_open_does_not_stop_the_call(relay, alice, m
             await asyncio.wait_for(kiosk.state_changed.wait_for(
                 lambda: isinstance(kiosk.media.sink, NullVideoSink)), 10)
         await kiosk.media.sink.wait_for_frames(video=5, audio=10, timeout=15)
+
+
+async def test_remote_video_is_rendered_in_a_window(relay, alice, monkeypatch):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # a real SDL window, no screen needed
+    async with running_kiosk(relay.url, "display.mode=window") as kiosk:
+        await connected_call(kiosk, alice)
+        from kioskd.media.display import DisplaySink
+        assert isinstance(kiosk.media.sink, DisplaySink)
+        await kiosk.media.sink.wait_for_rendered(10, timeout=15)
