@@ -38,10 +38,12 @@ def split_candidates(sdp: str) -> tuple[str, list[dict[str, Any]]]:
 
 
 class ScriptedCaller:
-    def __init__(self, url: str, token: str, *, send_video: bool = True) -> None:
+    def __init__(self, url: str, token: str, *, send_video: bool = True,
+                 video: tuple[int, int, int] = (320, 240, 15)) -> None:
         self.url = url
         self.token = token
         self.send_video = send_video
+        self.video = video  # width, height, fps of the synthetic camera
         self.sio = socketio.AsyncClient(reconnection=False)
         self.inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.pc: RTCPeerConnection | None = None
@@ -88,7 +90,7 @@ class ScriptedCaller:
         pc.addTrack(SyntheticTone(frequency=660.0))
         if call_type == "video":
             if self.send_video:
-                pc.addTrack(SyntheticCamera(320, 240, 15))
+                pc.addTrack(SyntheticCamera(*self.video))
             else:
                 pc.addTransceiver("video", direction="recvonly")
 

@@ -18,12 +18,15 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import av
 import numpy as np
 
-from .measure import MeasuringSink
+from .measure import LATENCY_WINDOW, MeasuringSink, percentiles
+from .stamp import latency_ms, read_stamp_from_frame
+from .synthetic import wall_clock_ms
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,7 @@ class DisplaySink(MeasuringSink):
         self.rendered_frames = 0
         self.dropped_frames = 0
         self.first_rendered_at: float | None = None  # time.monotonic()
+        self.screen_latencies_ms: deque[int] = deque(maxlen=LATENCY_WINDOW)
         self._slot: av.VideoFrame | None = None
         self._slot_lock = threading.Lock()
         self._frame_ready = threading.Event()
@@ -141,8 +145,15 @@ class DisplaySink(MeasuringSink):
             dropped_frames=self.dropped_frames,
             first_rendered_at=self.first_rendered_at,
             screen_size=list(self.screen_size) if self.screen_size else None,
+            **percentiles("screen_latency_ms", list(self.screen_latencies_ms)),
         )
         return stats
+
+    def _note_screen_latency(self, frame: av.VideoFrame) -> None:
+        """Capture-to-screen: the sender's stamped capture time to just after the flip."""
+        stamp = read_stamp_from_frame(frame)
+        if stamp is not None:
+            self.screen_latencies_ms.append(latency_ms(stamp[1], wall_clock_ms()))
 
     def _wake_render_waiters(self) -> None:
         for frames, future in self._render_waiters:
@@ -225,6 +236,7 @@ class DisplaySink(MeasuringSink):
             pixels = np.ascontiguousarray(rgb.to_ndarray())
             screen.blit(pygame.image.frombuffer(pixels, (width, height), "RGB"), (x, y))
             pygame.display.flip()
+            self._note_screen_latency(frame)
             if self.first_rendered_at is None:
                 self.first_rendered_at = time.monotonic()
             self.rendered_frames += 1

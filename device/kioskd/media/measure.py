@@ -32,6 +32,14 @@ LEVEL_WINDOW = 50  # audio frames (about 1 s at 20 ms) for the level
 SILENCE_DBFS = -120.0  # the level reported for digital silence
 
 
+def percentiles(name: str, values: list[int]) -> dict[str, float | None]:
+    """{name_p50, name_p95, name_max} of `values` (None when there are none)."""
+    if not values:
+        return {f"{name}_p50": None, f"{name}_p95": None, f"{name}_max": None}
+    p50, p95 = (float(x) for x in np.percentile(np.asarray(values, dtype=np.float64), [50, 95]))
+    return {f"{name}_p50": p50, f"{name}_p95": p95, f"{name}_max": float(max(values))}
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -126,10 +134,6 @@ class MeasuringSink:
 
     def stats(self) -> dict[str, Any]:
         """A JSON-serialisable snapshot of the counts; latencies in ms, level in dBFS."""
-        latencies = np.fromiter(self.latencies_ms, dtype=np.float64)
-        p50 = p95 = None
-        if latencies.size:
-            p50, p95 = (float(x) for x in np.percentile(latencies, [50, 95]))
         return {
             "video_frames": self.video_frames,
             "audio_frames": self.audio_frames,
@@ -139,9 +143,7 @@ class MeasuringSink:
             "video_size": list(self.video_size) if self.video_size else None,
             "stamps_decoded": self.stamps_decoded,
             "last_counter": self.last_counter,
-            "latency_ms_p50": p50,
-            "latency_ms_p95": p95,
-            "latency_ms_max": float(latencies.max()) if latencies.size else None,
+            **percentiles("latency_ms", list(self.latencies_ms)),
             "audio_level_dbfs": self.audio_level_dbfs(),
         }
 

@@ -1,0 +1,39 @@
+"""A private X server (Xvfb) for tests and benchmarks that render into a real window."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import subprocess
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def running_xvfb(width: int = 1280, height: int = 720, timeout: float = 10.0) -> Iterator[str]:
+    """Start Xvfb on a free display number; yields DISPLAY (e.g. ":5")."""
+    if shutil.which("Xvfb") is None:
+        raise FileNotFoundError("Xvfb is not installed (apt-get install xvfb)")
+    read_end, write_end = os.pipe()
+    # -displayfd: Xvfb picks a free display and writes its number once it accepts clients,
+    # so there is nothing to guess and nothing to sleep for.
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{width}x{height}x24",
+         "-nolisten", "tcp"], pass_fds=(write_end,),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], timeout)
+        number = os.read(read_end, 16).decode().strip() if ready else ""
+        if not number:
+            raise RuntimeError("Xvfb did not start")
+        yield f":{number}"
+    finally:
+        os.close(read_end)
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
