@@ -33,14 +33,18 @@ async def test_camera_delivers_stamped_frames_at_its_rate():
     elapsed = time.monotonic() - started
     camera.stop()
 
-    assert 0.9 < elapsed < 1.2  # 30 frame periods of 1/30 s
+    # 30 frame periods of 1/30 s; a busy CI machine may make the camera skip a slot or two
+    # (it skips rather than bursts), so pts are slots of 3000, increasing, nearly all present.
+    assert 0.9 < elapsed < 1.5
     assert all(f.format.name == "yuv420p" and (f.width, f.height) == (320, 240) for f in frames)
     assert all(f.time_base == fractions.Fraction(1, 90000) for f in frames)
-    assert [f.pts for f in frames] == [3000 * i for i in range(31)]
+    pts = [f.pts for f in frames]
+    assert pts[0] == 0 and all(p % 3000 == 0 for p in pts)
+    assert all(b > a for a, b in zip(pts, pts[1:])) and pts[-1] <= 3000 * 33
     stamps = [read_stamp_from_frame(f) for f in frames]
     assert [s[0] for s in stamps] == list(range(31))
     captures = [s[1] for s in stamps]
-    assert 950 < captures[-1] - captures[0] < 1250
+    assert 950 < captures[-1] - captures[0] < 1500
     assert abs(captures[-1] - time.time() * 1000 % 2**40) < 200
 
 
