@@ -42,6 +42,12 @@ class CallMedia:
         return self.sink.stats() if self.sink is not None else {}
 
 
+def ice_servers_of(config: Config) -> list[RTCIceServer]:
+    # Exactly the configured servers: aiortc adds a public STUN server when given None.
+    return [RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+            for s in config.rtc.ice_servers]
+
+
 class KioskApp:
     def __init__(self, config: Config, token: str) -> None:
         self.config = config
@@ -66,10 +72,7 @@ class KioskApp:
         self._session_call: ev.Call | None = None
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task] = set()
-        self._ice_servers = [
-            RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
-            for s in config.rtc.ice_servers
-        ]
+        self._ice_servers = ice_servers_of(config)
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -280,6 +283,33 @@ class KioskApp:
         }
         log.info("call %s with %s (%s) ended: %s (%s)", call.id, call.peer,
                  call.peer_name or "?", effect.outcome, effect.reason)
+
+    # -- reload (SIGHUP, kioskctl reload) -------------------------------------------------------
+
+    # Sections a running daemon cannot take over without reconnecting or re-binding.
+    RESTART_SECTIONS = ("signaling", "control")
+
+    def apply_config(self, new: Config) -> list[str]:
+        """Take over a re-read config without touching a call in progress.
+
+        Answer policy and timers apply from the next event; media, display and rtc settings
+        from the next call. Returns the sections that only a restart can apply (logged)."""
+        old = self.config
+        needs_restart = [name for name in self.RESTART_SECTIONS
+                         if getattr(old, name) != getattr(new, name)]
+        for name in needs_restart:
+            log.warning("config: [%s] changed; it takes effect after a restart "
+                        "(systemctl restart kioskd)", name)
+        self.config = new
+        self.machine.policy = AnswerPolicy(new.answer.mode, tuple(new.answer.allow),
+                                           new.answer.delay_s)
+        self.machine.timeouts = Timeouts(new.call.ring_timeout_s, new.call.connect_timeout_s,
+                                         new.call.disconnect_grace_s)
+        self._ice_servers = ice_servers_of(new)
+        logging.getLogger().setLevel(new.log.level.upper())
+        log.info("config reloaded%s", " (a call in progress keeps going)"
+                 if self.machine.state is not State.IDLE else "")
+        return needs_restart
 
     # -- commands (control socket, UI) ---------------------------------------------------------
 

@@ -44,17 +44,33 @@ def setup_logging(level: str) -> None:
 # -- kioskd -----------------------------------------------------------------------------------
 
 
-async def run_daemon(config: Any, token: str) -> None:
+def reload_config(app: Any, overrides: Sequence[str]) -> bool:
+    """Re-read the config the daemon started with (SIGHUP, kioskctl reload)."""
+    from .config import ConfigError, load_config
+
+    log = logging.getLogger("kioskd")
+    try:
+        new = load_config(app.config.path, overrides)
+    except ConfigError as exc:
+        log.error("config reload refused, keeping the running config:\n%s", exc)
+        return False
+    app.apply_config(new)
+    return True
+
+
+async def run_daemon(config: Any, token: str, overrides: Sequence[str] = ()) -> None:
     from .app import KioskApp
     from .control import ControlServer, socket_path
 
     app = KioskApp(config, token)
+    app.reload = lambda: reload_config(app, overrides)
     control = ControlServer(app, socket_path(config.control.socket))
     await control.start()
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, main.cancel)
+    loop.add_signal_handler(signal.SIGHUP, app.reload)
     logging.getLogger("kioskd").info(
         "kioskd %r started: answer mode %s, signaling %s",
         config.kiosk.name, config.answer.mode, config.signaling.url)
@@ -80,7 +96,7 @@ def daemon_main(argv: Sequence[str] | None = None) -> int:
         return 2
     setup_logging(config.log.level)
     try:
-        asyncio.run(run_daemon(config, token))
+        asyncio.run(run_daemon(config, token, args.overrides))
     except KeyboardInterrupt:
         pass
     return 0
@@ -151,6 +167,7 @@ def ctl_main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("answer", help="answer the ringing call")
     sub.add_parser("decline", help="decline the ringing call")
     sub.add_parser("hangup", help="end the current call")
+    sub.add_parser("reload", help="re-read the config file (a call in progress goes on)")
     config_cmd = sub.add_parser("config", help="check or show the configuration")
     config_sub = config_cmd.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a config file (exit code 0 if good)")

@@ -81,6 +81,12 @@ class ControlServer:
             except ValueError as exc:
                 return {"ok": False, "error": str(exc)}
             return {"ok": True, "calling": target}
+        if command == "reload":
+            reload = getattr(app, "reload", None)
+            if reload is None:
+                return {"ok": False, "error": "this kioskd cannot reload"}
+            return {"ok": True} if reload() else {
+                "ok": False, "error": "the config has errors; see the daemon's log"}
         simple = {"answer": ev.AnswerCall, "decline": ev.Decline, "hangup": ev.Hangup}
         if command in simple:
             app.post(simple[command]())

@@ -54,10 +54,11 @@ async def _main(args: argparse.Namespace) -> int:
         return 1
     try:
         try:
-            config = load_config(args.config, [
+            overrides = [
                 "kiosk.name=Demo kiosk",
                 f"signaling.url={relay.url}", f"signaling.token_file={token_file}",
-                f"display.mode={args.display or _default_display()}", *args.overrides])
+                f"display.mode={args.display or _default_display()}", *args.overrides]
+            config = load_config(args.config, overrides)
             token = read_token(config)
         except ConfigError as exc:
             print(f"demo: configuration error:\n{exc}", file=sys.stderr)
@@ -78,7 +79,7 @@ display {config.display.mode}, answer mode {config.answer.mode}.
   Kiosk status:        .venv/bin/kioskctl status
   Stop:                Ctrl-C
 """, flush=True)
-        await run_daemon(config, token)
+        await run_daemon(config, token, overrides)
     finally:
         await relay_cm.__aexit__(None, None, None)
     return 0

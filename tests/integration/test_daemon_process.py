@@ -129,3 +129,48 @@ async def test_kioskctl_config_show_masks_secrets(tmp_path):
     shown = json.loads(out)
     assert code == 0 and "hunter2" not in out
     assert shown["rtc"]["ice_servers"][0]["credential"] == "***"
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(90)
+async def test_sighup_reloads_without_dropping_the_call(relay, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("kiosk-secret\n")
+    config = tmp_path / "kioskd.toml"
+    config.write_text(f'[signaling]\nurl = "{relay.url}"\ntoken_file = "{token_file}"\n'
+                      f'[control]\nsocket = "{tmp_path / "ctl.sock"}"\n'
+                      '[video]\nwidth = 320\nheight = 240\n')
+    daemon = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kioskd", "--config", str(config), stderr=asyncio.subprocess.PIPE)
+    caller = ScriptedCaller(relay.url, "alice-secret")
+    try:
+        await _wait_for_line(daemon.stderr, "connected to signaling server")
+        await caller.connect()
+        await caller.call("kiosk")
+        await caller.receive_answer()
+        await asyncio.wait_for(caller.connected.wait(), 10)
+
+        # A broken config is refused and the running one kept.
+        good = config.read_text()
+        config.write_text(good + '[answer]\nmode = "sometimes"\n')
+        daemon.send_signal(signal.SIGHUP)
+        await _wait_for_line(daemon.stderr, "config reload refused")
+        # A good change applies while the call goes on; a signaling change waits for restart.
+        config.write_text(good.replace(relay.url, "http://127.0.0.1:1") +
+                          '[answer]\nmode = "manual"\n')
+        code, out, err = await _run(KIOSKCTL, "--config", str(config), "reload")
+        assert code == 0, err
+        await _wait_for_line(daemon.stderr, "[signaling] changed; it takes effect after a restart")
+        frames = caller.sink.video_frames
+        await caller.sink.wait_for_frames(video=frames + 10, timeout=10)  # media still flows
+        _, out, _ = await _run(KIOSKCTL, "--config", str(config), "--json", "status")
+        assert json.loads(out)["status"]["state"] == "connected"
+
+        await caller.hangup()
+        await _wait_for_line(daemon.stderr, "ending -> idle")
+        await caller.call("kiosk")  # manual mode now: the kiosk rings instead of answering
+        await _wait_for_line(daemon.stderr, "idle -> ringing")
+    finally:
+        daemon.kill()
+        await daemon.wait()
+        await caller.close()
