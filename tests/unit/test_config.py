@@ -27,6 +27,21 @@ EXAMPLE = ROOT / "config" / "kioskd.toml"
 DOCS = ROOT / "docs" / "configuration.md"
 
 
+# What every load gives on a machine that is not a Raspberry Pi: the shipped defaults with the
+# desktop profile's video settings (media.profile = "auto").
+DESKTOP = dataclasses.replace(
+    Config(),
+    video=dataclasses.replace(Config().video, width=1280, height=720, fps=30),
+    rtc=dataclasses.replace(Config().rtc, video_codecs=("VP8", "H264")),
+)
+
+
+@pytest.fixture(autouse=True)
+def not_a_pi(monkeypatch):
+    """The same results on a Pi and elsewhere: the board is read as 'not a Pi'."""
+    monkeypatch.setattr("kioskd.config.loader.read_board_model", lambda *a: "")
+
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
@@ -48,7 +63,7 @@ def only_issue(excinfo: pytest.ExceptionInfo[ConfigError]) -> ConfigIssue:
 
 def test_defaults_load():
     config = load_config(env={})
-    assert config == Config()
+    assert config == DESKTOP
     assert config.path is None
     assert config.kiosk.name == "Kiosk"
     assert config.signaling.url == "http://127.0.0.1:8080"
@@ -60,7 +75,7 @@ def test_defaults_load():
     assert (config.call.ring_timeout_s, config.call.connect_timeout_s,
             config.call.disconnect_grace_s, config.call.contact) == (30.0, 15.0, 3.0, "")
     assert (config.video.source, config.video.width, config.video.height,
-            config.video.fps) == ("synthetic", 640, 480, 24)
+            config.video.fps) == ("synthetic", 1280, 720, 30)  # the desktop profile
     assert (config.audio.source, config.audio.sink, config.audio.tone_hz) == (
         "synthetic", "null", 440.0)
     assert config.display.mode == "none"
@@ -91,7 +106,8 @@ def _uncommented_example() -> str:
 
 
 def test_shipped_example_loads_and_equals_defaults(tmp_path):
-    assert load_config(EXAMPLE, env={}) == Config()
+    assert load_config(EXAMPLE, env={}) == DESKTOP
+    # Uncommented, the example sets every key explicitly, so no profile applies.
     switched_on = write(tmp_path / "kioskd.toml", _uncommented_example())
     assert load_config(switched_on, env={}) == Config()
 
@@ -204,7 +220,7 @@ def test_set_unknown_key():
     assert issue.key == "video.fsp"
     assert "unknown key video.fsp" in issue.message
     assert "did you mean fps?" in issue.message
-    assert "known keys in [video]: source, width, height, fps" in issue.message
+    assert "known keys in [video]: source, width, height, fps, encoder" in issue.message
 
 
 def test_set_without_equals_or_section():
@@ -323,7 +339,7 @@ def test_unknown_key_and_section(tmp_path):
     assert by_key["video.fsp"].source == str(main)
     assert by_key["video.fsp"].message == (
         "unknown key video.fsp (did you mean fps?); known keys in [video]: "
-        "source, width, height, fps")
+        "source, width, height, fps, encoder")
     assert by_key["vidoe"].message.startswith("unknown section [vidoe] (did you mean video?); "
                                               "known sections: kiosk, signaling,")
     assert "known keys in [rtc]: ice_servers, video_codecs" in by_key["rtc.extra"].message
@@ -523,7 +539,7 @@ def test_config_as_dict_masks_credentials():
     assert shown["rtc"]["ice_servers"] == [
         {"urls": ["turn:t.example.org"], "username": "u", "credential": "***"}]
     assert shown["rtc"]["video_codecs"] == ["VP8", "H264"]
-    assert shown["video"]["fps"] == 24
+    assert shown["video"]["fps"] == 30
     assert set(shown) == set(schema.sections())
     raw = config_as_dict(config, mask_secrets=False)
     assert raw["rtc"]["ice_servers"][0]["credential"] == "pw"
@@ -544,3 +560,25 @@ def test_config_error_str_is_one_line_per_issue():
     error = ConfigError([ConfigIssue("a.toml", "video.fps", "bad"), ConfigIssue("--set", "x", "y"),
                          ConfigIssue("b.toml", "", "TOML syntax error")])
     assert str(error) == "a.toml: video.fps: bad\n--set: x: y\nb.toml: TOML syntax error"
+
+
+# -- hardware profiles ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model,width,fps,encoder,first_codec", [
+    ("Raspberry Pi 4 Model B Rev 1.4\x00", 1280, 30, "hardware", "H264"),
+    ("Raspberry Pi Zero 2 W Rev 1.0\x00", 640, 24, "hardware", "H264"),
+    ("Raspberry Pi 5 Model B Rev 1.0\x00", 640, 24, "software", "VP8"),
+    ("", 1280, 30, "software", "VP8"),
+])
+def test_auto_profile_follows_the_board(model, width, fps, encoder, first_codec):
+    config = load_config(None, board_model=model, env={})
+    assert (config.video.width, config.video.fps, config.video.encoder) == (width, fps, encoder)
+    assert config.rtc.video_codecs[0] == first_codec
+
+
+def test_explicit_keys_win_over_the_profile(tmp_path):
+    main = write(tmp_path / "kioskd.toml", '[media]\nprofile = "pi4"\n[video]\nfps = 15\n')
+    config = load_config(main, ["rtc.video_codecs=[\"VP8\"]"], env={})
+    assert (config.video.width, config.video.height, config.video.fps) == (1280, 720, 15)
+    assert config.video.encoder == "hardware" and config.rtc.video_codecs == ("VP8",)

@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from . import schema
+from . import profiles, schema
 from .schema import Config, ConfigError, ConfigIssue
 
 DROPIN_DIR = "kioskd.conf.d"
@@ -139,14 +139,39 @@ def _layers(path: Path | None, overrides: Sequence[str],
     return layers
 
 
+def read_board_model(path: str = profiles.BOARD_MODEL_FILE) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as model:
+            return model.read()
+    except OSError:
+        return ""  # not a device-tree machine: a laptop, a server, CI
+
+
+def _apply_profile(values: dict[str, dict[str, Any]], origins: dict[str, str],
+                   board_model: str | None) -> None:
+    """Fill the profile's keys where only the shipped defaults set them."""
+    name = values.get("media", {}).get("profile", "auto")
+    if name == "auto":
+        name = profiles.profile_for_board(
+            read_board_model() if board_model is None else board_model)
+    for section, table in profiles.PROFILES.get(name, {}).items():
+        for key, value in table.items():
+            if origins.get(f"{section}.{key}", DEFAULTS) == DEFAULTS:
+                values.setdefault(section, {})[key] = value
+                origins[f"{section}.{key}"] = f"media.profile {name}"
+
+
 def load_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = (), *,
-                env: Mapping[str, str] | None = None) -> Config:
+                env: Mapping[str, str] | None = None,
+                board_model: str | None = None) -> Config:
     """Load, merge and validate; raise ConfigError listing every problem found.
 
     `path` None: the shipped defaults (and overrides) only. `env` (default os.environ) gives
     CREDENTIALS_DIRECTORY: when signaling.token_file is empty and systemd passed a credential,
     token_file becomes `$CREDENTIALS_DIRECTORY/kioskd-token`. A relative token_file is made
-    absolute against the main file's directory. The token itself is read by `read_token`."""
+    absolute against the main file's directory. The token itself is read by `read_token`.
+    `board_model` (default: read from the device tree) picks the profile for media.profile auto.
+    """
     if isinstance(overrides, str):
         overrides = [overrides]
     main = Path(path) if path is not None else None
@@ -163,6 +188,7 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[
             for key, value in table.items():
                 values.setdefault(section, {})[key] = value
                 origins[f"{section}.{key}"] = source
+    _apply_profile(values, origins, board_model)
     try:
         config = schema.build(values, origins,
                               path=Path(os.path.abspath(main)) if main is not None else None)

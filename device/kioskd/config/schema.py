@@ -491,6 +491,18 @@ class VideoSection:
     width: int = key(640, Integer(16, 3840, unit="pixels"), "frame width")
     height: int = key(480, Integer(16, 2160, unit="pixels"), "frame height")
     fps: int = key(24, Integer(1, 60, unit="frames per second"), "frame rate")
+    encoder: str = key("software", OneOf(("software", "hardware")),
+                       "H.264 encoding: software (aiortc encodes) or hardware (the Pi's own "
+                       "encoder, picamera2 only)")
+
+
+@dataclass(frozen=True)
+class MediaSection:
+    """Hardware profile: sets the video keys for a board unless they are set explicitly."""
+
+    profile: str = key("auto", OneOf(("auto", "pi4", "pi5", "zero2w", "desktop")),
+                       "auto reads the board from /proc/device-tree/model; pi4 and zero2w use "
+                       "the hardware H.264 encoder, pi5 and desktop encode in software")
 
 
 @dataclass(frozen=True)
@@ -554,6 +566,7 @@ class Config:
     signaling: SignalingSection = section(SignalingSection)
     answer: AnswerSection = section(AnswerSection)
     call: CallSection = section(CallSection)
+    media: MediaSection = section(MediaSection)
     video: VideoSection = section(VideoSection)
     audio: AudioSection = section(AudioSection)
     display: DisplaySection = section(DisplaySection)
