@@ -278,8 +278,8 @@ class KioskApp:
             # offer received (or sent) -> media connected, as the kiosk's clock saw it
             "setup_ms": round((call.connected_at - call.started_at) * 1000, 1)
             if call.connected_at else None,
-            "media": self.media.counts() if self._session_call is None
-            or self._session_call.id == call.id else {},
+            "media": self.media.counts() if self._session_call is not None
+            and self._session_call.id == call.id else {},
         }
         log.info("call %s with %s (%s) ended: %s (%s)", call.id, call.peer,
                  call.peer_name or "?", effect.outcome, effect.reason)
