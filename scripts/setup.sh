@@ -42,4 +42,8 @@ extras=""
 [ "$with_tests" = 1 ] && extras="[test]"
 echo "setup: installing Python packages (pinned by constraints.txt)"
 .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e ".${extras}"
+if [ "$with_tests" = 1 ]; then
+  # The interop tests run the web app's kind of backend: a Node.js socket.io server.
+  scripts/install-node-relay.sh
+fi
 echo "setup: done"

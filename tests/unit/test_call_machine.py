@@ -297,3 +297,10 @@ def test_docs_show_the_current_state_diagram():
     from pathlib import Path
     doc = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
     assert mermaid_diagram() in doc, "regenerate with: python -m kioskd.call.states"
+
+
+def test_server_error_ends_only_an_outgoing_attempt():
+    m = machine()
+    answered_call(m)
+    assert m.handle(p.ServerError("user-offline", "gone", "alice"), 1) == []
+    assert m.state is CD

@@ -244,7 +244,9 @@ class CallMachine:
 
     def _on_ServerError(self, message: protocol.ServerError, now: float) -> list[ev.Effect]:
         call = self.call
-        if (self.state in (State.IDLE, State.ENDING) or call is None
+        # PROTOCOL.md: the error ends an outgoing call attempt. During a call it may only mean
+        # a late candidate found the peer's socket gone; the connection itself decides then.
+        if (self.state is not State.CALLING or call is None
                 or not protocol.same_peer(message.to, call.peer)):
             log.info("server error %s: %s", message.code, message.message)
             return []
