@@ -14,6 +14,13 @@ import pytest
 from tests.support import netns
 
 
+@pytest.fixture(autouse=True)
+def private_state_directory(tmp_path_factory, monkeypatch):
+    """A kiosk started by a test keeps its call log in a temporary folder, never in the
+    machine's /var/lib/kioskd (daemons started as subprocesses inherit this too)."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path_factory.mktemp("state")))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get(netns.MARKER) != "1" and not netns.in_private_netns() and netns.can_create():
         # Re-run this very pytest command inside the namespace.

@@ -19,10 +19,13 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from . import protocol
 from .call import events as ev
+from .calllog import CallLog, CallRecorder, default_path
 from .call.machine import CallMachine, Timeouts
 from .call.states import State
 from .config import Config
+from .health import Notifier, status_line, watchdog_loop
 from .media import registry
+from .metrics import KioskMetrics, MetricsServer
 from .policy.answer import AnswerPolicy
 from .rtc.session import MediaPlan, RtcError, RtcSession
 from .signaling.client import SignalingClient
@@ -30,6 +33,7 @@ from .signaling.client import SignalingClient
 log = logging.getLogger(__name__)
 
 EVENT_QUEUE_SIZE = 1024  # far above any real call's burst; a flood is dropped, not queued
+RTC_STATS_INTERVAL_S = 2.0  # how often a call's packet loss and RTT are sampled
 
 
 @dataclass
@@ -37,9 +41,21 @@ class CallMedia:
     """Where one call's remote tracks go: a single sink drains them all (and counts them)."""
 
     sink: Any = None
+    packets_lost: int | None = None  # from the far end's receiver reports
+    rtt_ms: float | None = None
 
     def counts(self) -> dict[str, Any]:
-        return self.sink.stats() if self.sink is not None else {}
+        counts = self.sink.stats() if self.sink is not None else {}
+        return {**counts, "packets_lost": self.packets_lost, "rtt_ms": self.rtt_ms}
+
+    def summary(self) -> dict[str, Any]:
+        """The call log's and metrics' media summary (calllog.MEDIA_KEYS)."""
+        return {
+            "frames_received": self.sink.video_frames if self.sink is not None else None,
+            "frames_sent": None,  # aiortc counts packets, not frames, on the sending side
+            "packets_lost": self.packets_lost,
+            "rtt_ms": self.rtt_ms,
+        }
 
 
 def ice_servers_of(config: Config) -> list[RTCIceServer]:
@@ -65,6 +81,12 @@ class KioskApp:
             connect_timeout_s=config.signaling.connect_timeout_s,
         )
         self.state_changed = asyncio.Condition()
+        self.notifier = Notifier()
+        self.metrics = KioskMetrics()
+        self.metrics.registry.add_collector(
+            lambda: self.metrics.reconnects.set_total(self.signaling.reconnects))
+        self.calls: CallRecorder | None = None  # opened by run()
+        self._metrics_server: MetricsServer | None = None
         self.media = CallMedia()
         self.last_call: dict[str, Any] = {}
         self.calls_finished = 0
@@ -84,13 +106,23 @@ class KioskApp:
             log.warning("event queue full: dropped %s", type(event).__name__)
 
     def _state_changed(self, old: State, new: State, call: ev.Call | None) -> None:
+        if self.calls is not None:
+            self.calls.state_changed(new.value, call)
+        self.metrics.state_changed(new.value)
+        self._report_status()
         self._spawn(self._notify_state())
+
+    def _report_status(self) -> None:
+        call = self.machine.call
+        peer = (call.peer_name or str(call.peer)) if call else ""
+        self.notifier.status(status_line(self.machine.state.value, self.signaling.status, peer))
 
     async def _notify_state(self) -> None:
         async with self.state_changed:
             self.state_changed.notify_all()
 
     def _signaling_status(self, status: str) -> None:
+        self._report_status()
         self._spawn(self._notify_state())
 
     async def wait_for_state(self, state: State, timeout: float = 10.0) -> None:
@@ -179,7 +211,27 @@ class KioskApp:
             call.id, plan,
             on_state=lambda state: self.post(ev.MediaState(call.id, call.attempt, state)))
         self._session, self._session_call = session, call
+        self._spawn(self._sample_rtc_stats(session, call, media))
         return session
+
+    async def _sample_rtc_stats(self, session: RtcSession, call: ev.Call,
+                                media: CallMedia) -> None:
+        """Packet loss and RTT from aiortc's stats, while this connection is the call's."""
+        while self._session is session:
+            await asyncio.sleep(RTC_STATS_INTERVAL_S)  # a sampling period, not a wait on work
+            if self._session is not session:
+                return
+            try:
+                report = await session.pc.getStats()
+            except Exception as exc:
+                log.debug("call %s: stats: %r", call.id, exc)
+                continue
+            remote = [s for s in report.values() if s.type == "remote-inbound-rtp"]
+            if remote:
+                media.packets_lost = sum(s.packetsLost or 0 for s in remote)
+                rtts = [s.roundTripTime for s in remote if s.roundTripTime is not None]
+                media.rtt_ms = round(max(rtts) * 1000, 1) if rtts else media.rtt_ms
+            self.metrics.media(call.id, media.summary())
 
     def _audio_source(self) -> MediaStreamTrack:
         cls = registry.resolve(registry.AUDIO_SOURCES, self.config.audio.source)
@@ -264,6 +316,11 @@ class KioskApp:
 
     def _finished(self, effect: ev.Finished) -> None:
         call = effect.call
+        own_media = self._session_call is not None and self._session_call.id == call.id
+        summary = self.media.summary() if own_media else None
+        if self.calls is not None:
+            self.calls.finished(effect, summary)
+        self.metrics.call_finished(effect, summary)
         self.calls_finished += 1
         self.last_call = {
             "call_id": call.id,
@@ -278,8 +335,7 @@ class KioskApp:
             # offer received (or sent) -> media connected, as the kiosk's clock saw it
             "setup_ms": round((call.connected_at - call.started_at) * 1000, 1)
             if call.connected_at else None,
-            "media": self.media.counts() if self._session_call is not None
-            and self._session_call.id == call.id else {},
+            "media": self.media.counts() if own_media else {},
         }
         log.info("call %s with %s (%s) ended: %s (%s)", call.id, call.peer,
                  call.peer_name or "?", effect.outcome, effect.reason)
@@ -343,12 +399,36 @@ class KioskApp:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
+    def _open_call_log(self) -> None:
+        path = default_path(self.config.calllog.path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            calllog = CallLog(path, max_rows=self.config.calllog.max_rows,
+                              max_age_days=self.config.calllog.max_age_days)
+        except Exception as exc:
+            # Calls matter more than their history: answer them, and say what is wrong.
+            log.error("cannot open the call log %s (%s): calls are not recorded; set "
+                      "calllog.path to a writable file", path, exc)
+            return
+        interrupted = calllog.mark_interrupted()
+        if interrupted:
+            log.warning("%d call(s) were interrupted when kioskd last stopped", interrupted)
+        self.calls = CallRecorder(calllog)
+        log.info("call log at %s", path)
+
     async def run(self) -> None:
         """Run until cancelled; a long-lived task that dies takes the daemon down with it."""
+        await asyncio.to_thread(self._open_call_log)
+        if self.config.metrics.enabled:
+            self._metrics_server = MetricsServer(self.metrics.registry, self.config.metrics.host,
+                                                 self.config.metrics.port)
+            await self._metrics_server.start()
         long_lived = [
             asyncio.create_task(self.dispatch_forever(), name="dispatcher"),
             asyncio.create_task(self.signaling.run(), name="signaling"),
+            asyncio.create_task(watchdog_loop(self.notifier), name="watchdog"),
         ]
+        self.notifier.ready(status_line(self.machine.state.value, self.signaling.status))
         try:
             done, _ = await asyncio.wait(long_lived, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -361,6 +441,7 @@ class KioskApp:
             await self.cleanup()
 
     async def cleanup(self) -> None:
+        self.notifier.stopping()
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
@@ -372,3 +453,7 @@ class KioskApp:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.calls is not None:
+            await self.calls.aclose()
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()

@@ -63,7 +63,14 @@ async def run_daemon(config: Any, token: str, overrides: Sequence[str] = ()) -> 
     from .control import ControlServer, socket_path
 
     app = KioskApp(config, token)
-    app.reload = lambda: reload_config(app, overrides)
+    def reload() -> bool:
+        app.notifier.reloading()
+        try:
+            return reload_config(app, overrides)
+        finally:
+            app.notifier.ready()
+
+    app.reload = reload
     control = ControlServer(app, socket_path(config.control.socket))
     await control.start()
     main = asyncio.current_task()
@@ -123,6 +130,23 @@ def _print_status(status: dict[str, Any]) -> None:
               f" ({last['reason']}), {last['duration_s']} s")
 
 
+def _print_calls(calls: list[dict[str, Any]]) -> None:
+    if not calls:
+        print("no calls yet")
+        return
+    import time as _time
+
+    for call in calls:
+        started = _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(call["started_at"]))
+        who = f"{call['peer_name']} ({call['peer_id']})" if call["peer_name"] \
+            else str(call["peer_id"])
+        arrow = "<-" if call["direction"] == "incoming" else "->"
+        duration = f"{call['duration_s']:.0f} s" if call.get("duration_s") else "-"
+        reason = f" ({call['reason']})" if call.get("reason") else ""
+        print(f"{started}  {arrow} {who:<28} {call['call_type']:<5} {call['outcome']}{reason}"
+              f"  {duration}")
+
+
 def _config_command(args: argparse.Namespace) -> int:
     from .config import ConfigError, config_as_dict
 
@@ -164,6 +188,9 @@ def ctl_main(argv: Sequence[str] | None = None) -> int:
     call = sub.add_parser("call", help="call a user (default: call.contact)")
     call.add_argument("user", nargs="?", help="user id to call")
     call.add_argument("--audio", action="store_true", help="audio-only call")
+    calls = sub.add_parser("calls", help="the call history, newest first")
+    calls.add_argument("--missed", action="store_true", help="only missed calls")
+    calls.add_argument("--limit", type=int, default=20, metavar="N", help="at most N calls")
     sub.add_parser("answer", help="answer the ringing call")
     sub.add_parser("decline", help="decline the ringing call")
     sub.add_parser("hangup", help="end the current call")
@@ -189,6 +216,8 @@ def ctl_main(argv: Sequence[str] | None = None) -> int:
     fields: dict[str, Any] = {}
     if args.command == "call":
         fields = {"user": args.user, "type": "audio" if args.audio else "video"}
+    elif args.command == "calls":
+        fields = {"limit": args.limit, "missed": args.missed}
     try:
         reply = asyncio.run(request(path, args.command, **fields))
     except (FileNotFoundError, ConnectionRefusedError):
@@ -206,6 +235,8 @@ def ctl_main(argv: Sequence[str] | None = None) -> int:
         _print_status(reply["status"])
     elif args.command == "call":
         print(f"calling {reply['calling']}")
+    elif args.command == "calls":
+        _print_calls(reply["calls"])
     else:
         print("ok")
     return 0 if reply.get("ok") else 1

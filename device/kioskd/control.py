@@ -57,7 +57,7 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await asyncio.wait_for(reader.readline(), timeout=10)
-            reply = self.handle(line)
+            reply = await self.handle(line)
         except (asyncio.TimeoutError, asyncio.LimitOverrunError, ValueError) as exc:
             reply = {"ok": False, "error": f"bad request: {exc}"}
         try:
@@ -66,7 +66,7 @@ class ControlServer:
         finally:
             writer.close()
 
-    def handle(self, line: bytes) -> dict[str, Any]:
+    async def handle(self, line: bytes) -> dict[str, Any]:
         try:
             request = json.loads(line)
             command = request["command"]
@@ -75,6 +75,14 @@ class ControlServer:
         app = self.app
         if command == "status":
             return {"ok": True, "status": app.status()}
+        if command == "calls":
+            if app.calls is None:
+                return {"ok": False, "error": "the call log is not open; see the daemon's log"}
+            limit = request.get("limit", 20)
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 10000:
+                return {"ok": False, "error": "limit must be a whole number from 1 to 10000"}
+            calls = await app.calls.recent(limit, bool(request.get("missed")))
+            return {"ok": True, "calls": calls}
         if command == "call":
             try:
                 target = app.place_call(request.get("user"), request.get("type", "video"))

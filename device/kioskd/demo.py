@@ -57,6 +57,7 @@ async def _main(args: argparse.Namespace) -> int:
             overrides = [
                 "kiosk.name=Demo kiosk",
                 f"signaling.url={relay.url}", f"signaling.token_file={token_file}",
+                f"calllog.path={folder / 'calls.sqlite3'}",
                 f"display.mode={args.display or _default_display()}", *args.overrides]
             config = load_config(args.config, overrides)
             token = read_token(config)
@@ -77,6 +78,7 @@ display {config.display.mode}, answer mode {config.answer.mode}.
   (or sign in by hand with token {visitor_token} and call user id "{KIOSK_USER}")
   The kiosk calls you: .venv/bin/kioskctl call {VISITOR_USER}
   Kiosk status:        .venv/bin/kioskctl status
+  Call history:        .venv/bin/kioskctl calls
   Stop:                Ctrl-C
 """, flush=True)
         await run_daemon(config, token, overrides)

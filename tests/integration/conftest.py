@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import tempfile
 from typing import AsyncIterator
 
 import pytest
@@ -29,7 +31,9 @@ async def relay():
 
 @contextlib.asynccontextmanager
 async def running_kiosk(url: str, *overrides: str) -> AsyncIterator[KioskApp]:
+    state = tempfile.mkdtemp(prefix="kioskd-test-")  # never the machine's /var/lib/kioskd
     config = load_config(None, [f"signaling.url={url}", "kiosk.name=Test kiosk",
+                                f"calllog.path={state}/calls.sqlite3",
                                 "video.width=320", "video.height=240", "video.fps=15",
                                 "call.ring_timeout_s=5", "call.connect_timeout_s=10",
                                 "display.mode=none", *overrides])
@@ -41,6 +45,7 @@ async def running_kiosk(url: str, *overrides: str) -> AsyncIterator[KioskApp]:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture

@@ -162,10 +162,11 @@ async def test_kiosk_survives_a_relay_restart(alice):
             assert kiosk.signaling.reconnects >= 1
 
 
-async def test_unauthorized_token_is_a_configuration_error_not_a_crash(relay):
+async def test_unauthorized_token_is_a_configuration_error_not_a_crash(relay, tmp_path):
     from kioskd.app import KioskApp
     from kioskd.config import load_config
-    config = load_config(None, [f"signaling.url={relay.url}"])
+    config = load_config(None, [f"signaling.url={relay.url}",
+                                f"calllog.path={tmp_path / 'calls.sqlite3'}"])
     app = KioskApp(config, "wrong-token")
     task = asyncio.create_task(app.run())
     try:
@@ -226,3 +227,13 @@ async def test_remote_video_is_rendered_in_a_window(relay, alice, monkeypatch):
         from kioskd.media.display import DisplaySink
         assert isinstance(kiosk.media.sink, DisplaySink)
         await kiosk.media.sink.wait_for_rendered(10, timeout=15)
+
+
+async def test_caller_vanishing_without_call_end_frees_the_kiosk(kiosk, alice, bob):
+    """A crashed or reloaded browser sends no call-end: its connection closing must end the call."""
+    await connected_call(kiosk, alice)
+    await alice.pc.close()  # no webrtc:call-end
+    alice.pc = None
+    await kiosk.wait_for_state(State.IDLE, timeout=15)
+    assert kiosk.last_call["outcome"] == "answered"
+    await connected_call(kiosk, bob)  # and the next caller is answered, not told busy

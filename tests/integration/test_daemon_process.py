@@ -174,3 +174,46 @@ async def test_sighup_reloads_without_dropping_the_call(relay, tmp_path):
         daemon.kill()
         await daemon.wait()
         await caller.close()
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(90)
+async def test_call_log_survives_kill_9_and_shows_the_call_interrupted(relay, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("kiosk-secret\n")
+    args = ["--set", f"control.socket={tmp_path / 'ctl.sock'}",
+            "--set", f"calllog.path={tmp_path / 'calls.sqlite3'}"]
+    start = [sys.executable, "-m", "kioskd", *args, "--set", f"signaling.url={relay.url}",
+             "--set", f"signaling.token_file={token_file}", "--set", "video.width=320",
+             "--set", "video.height=240"]
+    daemon = await asyncio.create_subprocess_exec(*start, stderr=asyncio.subprocess.PIPE)
+    caller = ScriptedCaller(relay.url, "alice-secret")
+    try:
+        await _wait_for_line(daemon.stderr, "connected to signaling server")
+        await caller.connect()
+        await caller.call("kiosk")  # a first call, ended normally
+        await caller.receive_answer()
+        await asyncio.wait_for(caller.connected.wait(), 10)
+        await caller.hangup()
+        await _wait_for_line(daemon.stderr, "ending -> idle")
+        await caller.call("kiosk")  # a second one, cut short by kill -9
+        await caller.receive_answer()
+        await asyncio.wait_for(caller.connected.wait(), 10)
+        await _wait_for_line(daemon.stderr, "connecting -> connected")
+        daemon.kill()
+        await daemon.wait()
+
+        daemon = await asyncio.create_subprocess_exec(*start, stderr=asyncio.subprocess.PIPE)
+        await _wait_for_line(daemon.stderr, "interrupted when kioskd last stopped")
+        code, out, err = await _run(KIOSKCTL, *args, "--json", "calls")
+        assert code == 0, err
+        calls = json.loads(out)["calls"]
+        assert [c["outcome"] for c in calls[:2]] == ["interrupted", "answered"]
+        assert calls[0]["peer_id"] == "alice" and calls[0]["answered_at"] is not None
+        assert calls[1]["reason"] == "hangup" and calls[1]["setup_ms"] > 0
+        code, out, _ = await _run(KIOSKCTL, *args, "calls", "--limit", "1")
+        assert code == 0 and "interrupted" in out and "Alice (alice)" in out
+    finally:
+        daemon.kill()
+        await daemon.wait()
+        await caller.close()

@@ -66,8 +66,9 @@ async def test_kiosk_calls_a_user_and_media_flows_both_ways(kiosk, alice):
     await kiosk.wait_for_state(State.IDLE)
 
 
-async def test_a_wrong_token_is_unauthorized_and_the_kiosk_keeps_running(node_relay):
-    config = load_config(None, [f"signaling.url={node_relay.url}", "display.mode=none"])
+async def test_a_wrong_token_is_unauthorized_and_the_kiosk_keeps_running(node_relay, tmp_path):
+    config = load_config(None, [f"signaling.url={node_relay.url}", "display.mode=none",
+                                f"calllog.path={tmp_path / 'calls.sqlite3'}"])
     app = KioskApp(config, "wrong-token")
     task = asyncio.create_task(app.run())
     try:

@@ -105,7 +105,7 @@ def test_reoffer_from_same_peer_replaces_connection_without_ringing():
     assert m.state is CG
     accept = [e for e in effects if isinstance(e, ev.AcceptOffer)][0]
     assert accept.call.attempt == 2
-    # The old connection closing is not news; the new one connecting is.
+    # The old connection closing is not news (a stale attempt); the new one connecting is.
     assert m.handle(ev.MediaState(call.id, 1, "closed"), 5) == []
     m.handle(ev.MediaState(call.id, 2, "connected"), 6)
     assert m.history == [I, R, CG, CD, CG, CD]
@@ -304,3 +304,11 @@ def test_server_error_ends_only_an_outgoing_attempt():
     answered_call(m)
     assert m.handle(p.ServerError("user-offline", "gone", "alice"), 1) == []
     assert m.state is CD
+
+
+def test_peer_connection_closed_under_us_ends_the_call():
+    m = machine()
+    call = answered_call(m)
+    effects = m.handle(ev.MediaState(call.id, 1, "closed"), 40)
+    assert finished(effects) == [("answered", "failed")]
+    assert sent(effects) == [p.CallEnd("alice", "failed", call_id=call.id)]

@@ -336,7 +336,10 @@ class CallMachine:
         if event.state == "disconnected" and self.state is State.CONNECTED:
             self._set_state(Trigger.MEDIA_INTERRUPTED)
             return [ev.StartTimer(GRACE, self.timeouts.disconnect_grace_s, call.id)]
-        if event.state == "failed":
+        # aiortc goes from connected straight to "closed" when the peer closes its connection or
+        # its consent checks expire (a crashed browser): never "disconnected" or "failed". We
+        # stop listening before closing a connection ourselves, so a "closed" here is the peer's.
+        if event.state in ("failed", "closed"):
             return self._end(now, "answered" if self._was_connected() else "failed",
                              "failed", protocol.CallEnd(call.peer, "failed", call_id=call.id))
         return []

@@ -547,6 +547,27 @@ class ControlSection:
 
 
 @dataclass(frozen=True)
+class CalllogSection:
+    """The call history (SQLite), shown by `kioskctl calls`."""
+
+    path: str = key("", Text(), "database file; empty: $STATE_DIRECTORY/calls.sqlite3 under "
+                                "systemd, else /var/lib/kioskd/calls.sqlite3 as root")
+    max_rows: int = key(10000, Integer(0, None, unit="calls"), "calls kept; 0 keeps all")
+    max_age_days: float = key(365.0, Number(0, None, unit="days"),
+                              "calls older than this are deleted; 0 keeps them forever")
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    """Prometheus metrics over HTTP (text exposition at /metrics)."""
+
+    enabled: bool = key(False, Flag(), "serve metrics")
+    host: str = key("127.0.0.1", Text(non_empty=True), "address to listen on; keep it on "
+                                                       "loopback unless a firewall guards it")
+    port: int = key(9464, Integer(1, 65535), "TCP port")
+
+
+@dataclass(frozen=True)
 class LogSection:
     """Logging."""
 
@@ -572,6 +593,8 @@ class Config:
     display: DisplaySection = section(DisplaySection)
     rtc: RtcSection = section(RtcSection)
     control: ControlSection = section(ControlSection)
+    calllog: CalllogSection = section(CalllogSection)
+    metrics: MetricsSection = section(MetricsSection)
     log: LogSection = section(LogSection)
     path: Path | None = field(default=None, compare=False)
 

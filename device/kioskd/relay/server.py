@@ -171,6 +171,14 @@ class Relay:
         self.app.router.add_get("/", serve_index)
         self.app.router.add_static("/static/", root)
 
+        # The vendored Socket.IO client, where a Node socket.io server serves its own.
+        client = root / "socket.io.min.js"
+        if client.is_file():
+            async def serve_client(request: web.Request) -> web.FileResponse:
+                return web.FileResponse(client)
+
+            self.app.router.add_get("/socket.io/socket.io.js", serve_client)
+
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response(
             {"status": "ok", "users": len(self._sockets), "sockets": len(self._users)}
