@@ -10,7 +10,7 @@ with_tests=0
 [ "${1:-}" = "--test" ] && with_tests=1
 
 packages=(python3 python3-venv python3-dev gcc iproute2 util-linux)
-[ "$with_tests" = 1 ] && packages+=(chromium xvfb)
+[ "$with_tests" = 1 ] && packages+=(chromium fonts-liberation xvfb systemd)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -217,3 +218,47 @@ async def test_call_log_survives_kill_9_and_shows_the_call_interrupted(relay, tm
         daemon.kill()
         await daemon.wait()
         await caller.close()
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(60)
+async def test_daemon_tells_systemd_ready_status_and_watchdog(relay, tmp_path):
+    import socket as sockets
+    notify = sockets.socket(sockets.AF_UNIX, sockets.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.setblocking(False)
+    token_file = tmp_path / "token"
+    token_file.write_text("kiosk-secret\n")
+    env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="400000")
+    daemon = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kioskd", "--set", f"signaling.url={relay.url}",
+        "--set", f"signaling.token_file={token_file}", "--set", f"control.socket={tmp_path}/c",
+        "--set", "video.width=320", "--set", "video.height=240", env=env,
+        stderr=asyncio.subprocess.DEVNULL)
+    loop = asyncio.get_running_loop()
+    seen: list[str] = []
+
+    async def until(text: str) -> None:
+        async def scan() -> None:
+            while not any(text in message for message in seen):
+                seen.append((await loop.sock_recv(notify, 4096)).decode())
+        await asyncio.wait_for(scan(), 15)
+
+    caller = ScriptedCaller(relay.url, "alice-secret")
+    try:
+        await until("READY=1")
+        await until("STATUS=idle, online")
+        await until("WATCHDOG=1")
+        await caller.connect()
+        await caller.call("kiosk")
+        await caller.receive_answer()
+        await until("STATUS=in call with Alice")  # the caller's name, as the relay gave it
+        daemon.send_signal(signal.SIGTERM)
+        await until("STOPPING=1")
+        assert await asyncio.wait_for(daemon.wait(), 10) == 0
+    finally:
+        if daemon.returncode is None:
+            daemon.kill()
+            await daemon.wait()
+        await caller.close()
+        notify.close()
