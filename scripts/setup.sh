@@ -10,7 +10,7 @@ with_tests=0
 [ "${1:-}" = "--test" ] && with_tests=1
 
 packages=(python3 python3-venv python3-dev gcc iproute2 util-linux)
-[ "$with_tests" = 1 ] && packages+=(chromium fonts-liberation xvfb systemd)
+[ "$with_tests" = 1 ] && packages+=(chromium fonts-liberation xvfb systemd libasound2-dev)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -39,7 +39,7 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 extras=""
-[ "$with_tests" = 1 ] && extras="[test]"
+[ "$with_tests" = 1 ] && extras="[test,alsa]"
 echo "setup: installing Python packages (pinned by constraints.txt)"
 .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e ".${extras}"
 if [ "$with_tests" = 1 ]; then

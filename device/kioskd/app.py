@@ -40,13 +40,21 @@ RTC_STATS_INTERVAL_S = 2.0  # how often a call's packet loss and RTT are sampled
 class CallMedia:
     """Where one call's remote tracks go: a single sink drains them all (and counts them)."""
 
-    sink: Any = None
+    sink: Any = None  # drains and counts everything; shows video when there is a screen
+    speaker: Any = None  # plays the caller's audio when audio.sink is not "null"
     packets_lost: int | None = None  # from the far end's receiver reports
     rtt_ms: float | None = None
 
     def counts(self) -> dict[str, Any]:
         counts = self.sink.stats() if self.sink is not None else {}
+        if self.speaker is not None:
+            speaker = self.speaker.stats()
+            counts.update(audio_frames=speaker["audio_frames"],
+                          audio_level_dbfs=speaker["audio_level_dbfs"], speaker=speaker)
         return {**counts, "packets_lost": self.packets_lost, "rtt_ms": self.rtt_ms}
+
+    def sinks(self) -> list[Any]:
+        return [s for s in (self.sink, self.speaker) if s is not None]
 
     def summary(self) -> dict[str, Any]:
         """The call log's and metrics' media summary (calllog.MEDIA_KEYS)."""
@@ -86,6 +94,7 @@ class KioskApp:
         self.metrics.registry.add_collector(
             lambda: self.metrics.reconnects.set_total(self.signaling.reconnects))
         self.calls: CallRecorder | None = None  # opened by run()
+        self.media_errors: dict[str, str] = {}  # config key -> the last device error
         self._metrics_server: MetricsServer | None = None
         self.media = CallMedia()
         self.last_call: dict[str, Any] = {}
@@ -233,14 +242,29 @@ class KioskApp:
                 media.rtt_ms = round(max(rtts) * 1000, 1) if rtts else media.rtt_ms
             self.metrics.media(call.id, media.summary())
 
-    def _audio_source(self) -> MediaStreamTrack:
-        cls = registry.resolve(registry.AUDIO_SOURCES, self.config.audio.source)
-        return cls(frequency=self.config.audio.tone_hz)
+    def _audio_source(self) -> MediaStreamTrack | None:
+        audio = self.config.audio
+        options: dict[str, Any] = {"frequency": audio.tone_hz} if audio.source == "synthetic" \
+            else {"device": audio.capture_device} if audio.source == "alsa" else {}
+        return self._open_source(registry.AUDIO_SOURCES, audio.source, options,
+                                 "the call goes on without the kiosk's sound")
 
-    def _video_source(self) -> MediaStreamTrack:
+    def _video_source(self) -> MediaStreamTrack | None:
         video = self.config.video
-        cls = registry.resolve(registry.VIDEO_SOURCES, video.source)
-        return cls(width=video.width, height=video.height, fps=video.fps)
+        return self._open_source(
+            registry.VIDEO_SOURCES, video.source,
+            {"width": video.width, "height": video.height, "fps": video.fps},
+            "the call goes on without the kiosk's picture")
+
+    def _open_source(self, table: Any, name: str, options: dict[str, Any],
+                     consequence: str) -> MediaStreamTrack | None:
+        """A missing or busy device must not cost the call: it goes on with what remains."""
+        try:
+            return registry.resolve(table, name)(**options)
+        except Exception as exc:
+            log.error("%s %r cannot be opened: %s; %s", table.setting, name, exc, consequence)
+            self.media_errors[table.setting] = str(exc)
+            return None
 
     def _new_sink(self) -> Any:
         mode = self.config.display.mode
@@ -249,11 +273,33 @@ class KioskApp:
 
     def _remote_track(self, media: CallMedia, call: ev.Call, track: MediaStreamTrack) -> None:
         # Always drained, even audio with a null sink: aiortc's receive queues are unbounded.
-        if media.sink is None:
-            media.sink = self._new_sink()
-            self._spawn(self._start_sink(media))
-        media.sink.add_track(track)
+        if track.kind == "audio" and self.config.audio.sink != "null":
+            if media.speaker is None:
+                audio = self.config.audio
+                media.speaker = registry.resolve(registry.AUDIO_SINKS, audio.sink)(
+                    device=audio.playback_device, buffer_ms=audio.playout_buffer_ms,
+                    max_buffer_ms=audio.max_playout_ms)
+                self._spawn(self._start_speaker(media))
+            media.speaker.add_track(track)
+        else:
+            if media.sink is None:
+                media.sink = self._new_sink()
+                self._spawn(self._start_sink(media))
+            media.sink.add_track(track)
         log.info("call %s: receiving %s", call.id, track.kind)
+
+    async def _start_speaker(self, media: CallMedia) -> None:
+        try:
+            await media.speaker.start()
+        except Exception as exc:
+            log.error("%s; the caller's audio is not played (still drained)", exc)
+            self.media_errors["audio.sink"] = str(exc)
+            tracks, media.speaker = media.speaker.tracks, None
+            if media.sink is None:
+                media.sink = self._new_sink()
+                self._spawn(self._start_sink(media))
+            for track in tracks:
+                media.sink.add_track(track)
 
     async def _start_sink(self, media: CallMedia) -> None:
         try:
@@ -261,6 +307,7 @@ class KioskApp:
         except Exception as exc:
             # No screen must not mean no call: keep draining (and counting) without it.
             log.error("%s; the call goes on without showing video", exc)
+            self.media_errors["display.mode"] = str(exc)
             fallback = registry.resolve(registry.VIDEO_SINKS, "none")()
             for track in list(media.sink.tracks):
                 fallback.add_track(track)
@@ -308,11 +355,11 @@ class KioskApp:
         self.post(ev.Released(call.id))
 
     async def _stop_sink(self, media: CallMedia) -> None:
-        if media.sink is not None:
+        for sink in media.sinks():
             try:
-                await media.sink.stop()
+                await sink.stop()
             except Exception as exc:
-                log.warning("stopping the sink: %r", exc)
+                log.warning("stopping a sink: %r", exc)
 
     def _finished(self, effect: ev.Finished) -> None:
         call = effect.call
@@ -394,6 +441,7 @@ class KioskApp:
                 "media": self.media.counts(),
             },
             "calls_finished": self.calls_finished,
+            "media_errors": self.media_errors or None,
             "last_call": self.last_call or None,
         }
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections import deque
 from typing import Any
+
+import numpy as np
 
 import socketio
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -19,6 +22,22 @@ from aiortc.sdp import candidate_from_sdp, candidate_to_sdp
 
 from kioskd.media.measure import MeasuringSink
 from kioskd.media.synthetic import SyntheticCamera, SyntheticTone
+
+class RecordingSink(MeasuringSink):
+    """Also keeps the last few seconds of received audio (mono s16), to check what was heard."""
+
+    def __init__(self, keep_frames: int = 250) -> None:
+        super().__init__()
+        self.audio: deque[np.ndarray] = deque(maxlen=keep_frames)
+
+    def _on_audio(self, frame) -> None:
+        super()._on_audio(frame)
+        samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels))
+        self.audio.append(samples.mean(axis=1))
+
+    def recorded(self) -> np.ndarray:
+        return np.concatenate(list(self.audio)) if self.audio else np.zeros(0)
+
 
 EVENTS = ("webrtc:offer", "webrtc:answer", "webrtc:ice-candidate", "webrtc:call-end",
           "webrtc:call-reject", "webrtc:call-timeout", "webrtc:error")
@@ -47,7 +66,7 @@ class ScriptedCaller:
         self.sio = socketio.AsyncClient(reconnection=False)
         self.inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.pc: RTCPeerConnection | None = None
-        self.sink = MeasuringSink()
+        self.sink = RecordingSink()
         self.call_id: str | None = None
         self.peer: Any = None
         self.connected = asyncio.Event()
@@ -159,7 +178,7 @@ class ScriptedCaller:
             await self.pc.close()
             self.pc = None
         await self.sink.stop()
-        self.sink = MeasuringSink()
+        self.sink = RecordingSink()
 
     async def close(self) -> None:
         await self.close_pc()

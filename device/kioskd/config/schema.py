@@ -510,13 +510,19 @@ class AudioSection:
     """The microphone and the speaker."""
 
     source: str = key("synthetic", Text(non_empty=True),
-                      "audio source: synthetic (a tone of tone_hz) or the name of a microphone "
-                      "back end")
+                      "audio source: synthetic (a tone of tone_hz) or alsa (capture_device)")
     sink: str = key("null", Text(non_empty=True),
-                    "audio output: null (discard the caller's audio) or the name of a speaker "
-                    "back end")
+                    "audio output: null (discard the caller's audio) or alsa (playback_device)")
     tone_hz: float = key(440.0, Number(20, 20000, unit="hertz"),
                          "pitch of the synthetic source's tone")
+    capture_device: str = key("default", Text(non_empty=True),
+                              "ALSA capture device (arecord -L lists them), e.g. plughw:1,0")
+    playback_device: str = key("default", Text(non_empty=True),
+                               "ALSA playback device (aplay -L lists them)")
+    playout_buffer_ms: int = key(60, Integer(20, 500, unit="milliseconds"),
+                                 "speaker buffer that absorbs network jitter")
+    max_playout_ms: int = key(200, Integer(40, 2000, unit="milliseconds"),
+                              "more buffered than this is dropped, never played late")
 
 
 @dataclass(frozen=True)

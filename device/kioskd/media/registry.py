@@ -26,8 +26,14 @@ class BackendTable(dict[str, Any]):
 VIDEO_SOURCES = BackendTable(
     "video.source", {"synthetic": "kioskd.media.synthetic:SyntheticCamera"}
 )
-AUDIO_SOURCES = BackendTable("audio.source", {"synthetic": "kioskd.media.synthetic:SyntheticTone"})
-AUDIO_SINKS = BackendTable("audio.sink", {"null": "kioskd.media.null:NullAudioSink"})
+AUDIO_SOURCES = BackendTable("audio.source", {
+    "synthetic": "kioskd.media.synthetic:SyntheticTone",
+    "alsa": "kioskd.media.alsa:AlsaMicrophone",
+})
+AUDIO_SINKS = BackendTable("audio.sink", {
+    "null": "kioskd.media.null:NullAudioSink",
+    "alsa": "kioskd.media.alsa:AlsaSpeaker",
+})
 VIDEO_SINKS = BackendTable(
     "display.mode",
     {
