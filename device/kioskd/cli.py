@@ -147,6 +147,24 @@ def _print_calls(calls: list[dict[str, Any]]) -> None:
               f"  {duration}")
 
 
+def _selftest_command(args: argparse.Namespace) -> int:
+    from .config import ConfigError
+    from .selftest import run_selftest, summary
+
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        print(f"kioskctl: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.ERROR)
+    report = asyncio.run(run_selftest(config))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(summary(report))
+    return 0 if report["ok"] else 1
+
+
 def _config_command(args: argparse.Namespace) -> int:
     from .config import ConfigError, config_as_dict
 
@@ -195,6 +213,8 @@ def ctl_main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("decline", help="decline the ringing call")
     sub.add_parser("hangup", help="end the current call")
     sub.add_parser("reload", help="re-read the config file (a call in progress goes on)")
+    sub.add_parser("selftest", help="open camera, microphone, speaker and display, reach the "
+                                    "signaling server; exit code 0 if all pass")
     config_cmd = sub.add_parser("config", help="check or show the configuration")
     config_sub = config_cmd.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a config file (exit code 0 if good)")
@@ -207,6 +227,8 @@ def ctl_main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "config":
         return _config_command(args)
+    if args.command == "selftest":
+        return _selftest_command(args)
     try:
         config = _load(args)
     except ConfigError as exc:

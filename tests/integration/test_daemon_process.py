@@ -262,3 +262,26 @@ async def test_daemon_tells_systemd_ready_status_and_watchdog(relay, tmp_path):
             await daemon.wait()
         await caller.close()
         notify.close()
+
+
+@pytest.mark.netns
+async def test_selftest_passes_on_synthetic_media_and_names_what_fails(relay, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("kiosk-secret\n")
+    base = ["--set", f"signaling.url={relay.url}", "--set", "video.width=320",
+            "--set", "video.height=240"]
+    code, out, err = await _run(KIOSKCTL, *base, "--set", f"signaling.token_file={token_file}",
+                                "--json", "selftest")
+    report = json.loads(out)
+    assert code == 0 and report["ok"], out + err
+    assert {c["name"] for c in report["checks"]} == {
+        "camera", "microphone", "speaker", "display", "signaling"}
+
+    token_file.write_text("not-a-token\n")
+    code, out, _ = await _run(KIOSKCTL, *base, "--set", f"signaling.token_file={token_file}",
+                              "--set", "audio.source=alsa",
+                              "--set", "audio.capture_device=no_such_device", "selftest")
+    assert code == 1
+    assert "FAIL signaling" in out and "unauthorized" in out
+    assert "FAIL microphone" in out and "no_such_device" in out
+    assert "ok   camera" in out
