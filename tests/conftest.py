@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,26 @@ def private_state_directory(tmp_path_factory, monkeypatch):
     """A kiosk started by a test keeps its call log in a temporary folder, never in the
     machine's /var/lib/kioskd (daemons started as subprocesses inherit this too)."""
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path_factory.mktemp("state")))
+
+
+FAKE_PICAMERA2 = Path(__file__).resolve().parent / "support" / "fake_picamera2"
+
+
+def _forget_picamera2() -> None:
+    for name in [n for n in sys.modules if n == "picamera2" or n.startswith("picamera2.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def fake_picamera2(monkeypatch: pytest.MonkeyPatch):
+    """The fake picamera2 (it follows the real API) on sys.path; yields its knobs module."""
+    _forget_picamera2()
+    monkeypatch.syspath_prepend(str(FAKE_PICAMERA2))
+    import picamera2.fake
+
+    yield picamera2.fake
+    picamera2.fake.reset()
+    _forget_picamera2()
 
 
 def pytest_configure(config: pytest.Config) -> None:

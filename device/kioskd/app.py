@@ -251,10 +251,16 @@ class KioskApp:
 
     def _video_source(self) -> MediaStreamTrack | None:
         video = self.config.video
-        return self._open_source(
-            registry.VIDEO_SOURCES, video.source,
-            {"width": video.width, "height": video.height, "fps": video.fps},
-            "the call goes on without the kiosk's picture")
+        options: dict[str, Any] = {"width": video.width, "height": video.height,
+                                   "fps": video.fps}
+        if video.source == "picamera2":
+            options.update(encode=video.encoder, bitrate=video.bitrate_kbps * 1000 or None)
+        elif video.source == "v4l2":
+            options.update(device=video.device, input_format=video.input_format)
+        elif video.source == "file":
+            options.update(path=video.file)
+        return self._open_source(registry.VIDEO_SOURCES, video.source, options,
+                                 "the call goes on without the kiosk's picture")
 
     def _open_source(self, table: Any, name: str, options: dict[str, Any],
                      consequence: str) -> MediaStreamTrack | None:

@@ -486,14 +486,20 @@ class VideoSection:
     """The camera, or what stands in for it."""
 
     source: str = key("synthetic", Text(non_empty=True),
-                      "video source: synthetic (a generated test picture) or the name of a "
-                      "camera back end; an unknown name is reported when kioskd starts")
+                      "video source: synthetic (a generated test picture), picamera2 (the Pi "
+                      "camera module), v4l2 (a USB camera at device) or file (loops file)")
     width: int = key(640, Integer(16, 3840, unit="pixels"), "frame width")
     height: int = key(480, Integer(16, 2160, unit="pixels"), "frame height")
     fps: int = key(24, Integer(1, 60, unit="frames per second"), "frame rate")
     encoder: str = key("software", OneOf(("software", "hardware")),
                        "H.264 encoding: software (aiortc encodes) or hardware (the Pi's own "
                        "encoder, picamera2 only)")
+    bitrate_kbps: int = key(0, Integer(0, 20000, unit="kilobits per second"),
+                            "hardware encoder's starting bitrate; 0: from size and frame rate")
+    device: str = key("/dev/video0", Text(non_empty=True), "V4L2 camera device (v4l2 only)")
+    input_format: str = key("mjpeg", OneOf(("mjpeg", "yuyv422")),
+                            "what the V4L2 camera sends (v4l2 only)")
+    file: str = key("", Text(), "video file to loop (file only)")
 
 
 @dataclass(frozen=True)

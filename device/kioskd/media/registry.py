@@ -23,9 +23,12 @@ class BackendTable(dict[str, Any]):
         self.setting = setting  # the config key it serves, for error messages
 
 
-VIDEO_SOURCES = BackendTable(
-    "video.source", {"synthetic": "kioskd.media.synthetic:SyntheticCamera"}
-)
+VIDEO_SOURCES = BackendTable("video.source", {
+    "synthetic": "kioskd.media.synthetic:SyntheticCamera",
+    "picamera2": "kioskd.media.picamera2:Picamera2Camera",
+    "v4l2": "kioskd.media.v4l2:V4l2Camera",
+    "file": "kioskd.media.file:FileCamera",
+})
 AUDIO_SOURCES = BackendTable("audio.source", {
     "synthetic": "kioskd.media.synthetic:SyntheticTone",
     "alsa": "kioskd.media.alsa:AlsaMicrophone",

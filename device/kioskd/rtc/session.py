@@ -22,6 +22,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import SessionDescription as ParsedSdp
 from aiortc.sdp import candidate_from_sdp
 
+from ..media.h264 import attach_sender, h264_preferences, is_pre_encoded
 from ..protocol import IceCandidate, SessionDescription
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,13 @@ class RtcSession:
             if track is not None:
                 self._local_tracks.append(track)
                 transceiver = self._pc.addTransceiver(track, direction="sendrecv")
+                # Pre-encoded H.264: keyframe requests and REMB must reach the camera's encoder.
+                attach_sender(transceiver.sender, track)
             else:
                 transceiver = self._pc.addTransceiver(kind, direction="recvonly")
             if kind == "video":
-                preferences = codec_preferences("video", self._plan.video_codecs)
+                preferences = h264_preferences() if track is not None and is_pre_encoded(track) \
+                    else codec_preferences("video", self._plan.video_codecs)
                 if preferences:
                     transceiver.setCodecPreferences(preferences)
 
