@@ -220,7 +220,7 @@ def test_set_unknown_key():
     assert issue.key == "video.fsp"
     assert "unknown key video.fsp" in issue.message
     assert "did you mean fps?" in issue.message
-    assert "known keys in [video]: source, width, height, fps, encoder" in issue.message
+    assert "known keys in [video]: source, width, height, fps, encoder, bitrate_kbps, device, input_format, file" in issue.message
 
 
 def test_set_without_equals_or_section():
@@ -339,7 +339,7 @@ def test_unknown_key_and_section(tmp_path):
     assert by_key["video.fsp"].source == str(main)
     assert by_key["video.fsp"].message == (
         "unknown key video.fsp (did you mean fps?); known keys in [video]: "
-        "source, width, height, fps, encoder")
+        "source, width, height, fps, encoder, bitrate_kbps, device, input_format, file")
     assert by_key["vidoe"].message.startswith("unknown section [vidoe] (did you mean video?); "
                                               "known sections: kiosk, signaling,")
     assert "known keys in [rtc]: ice_servers, video_codecs" in by_key["rtc.extra"].message
