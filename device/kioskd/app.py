@@ -25,6 +25,7 @@ from .call.states import State
 from .config import Config
 from .health import Notifier, status_line, watchdog_loop
 from .media import registry
+from .media.switch import SwitchableTrack
 from .metrics import KioskMetrics, MetricsServer
 from .policy.answer import AnswerPolicy
 from .rtc.session import MediaPlan, RtcError, RtcSession
@@ -95,6 +96,12 @@ class KioskApp:
             lambda: self.metrics.reconnects.set_total(self.signaling.reconnects))
         self.calls: CallRecorder | None = None  # opened by run()
         self.media_errors: dict[str, str] = {}  # config key -> the last device error
+        self.mic_muted = False
+        self.camera_off = False
+        self.screen: Any = None  # the kiosk's screen (ui.KioskScreen) when display.mode shows one
+        self._last_outcome: tuple[str, str, float] | None = None  # (outcome, peer name, monotonic)
+        self._ringing_since = 0.0
+        self._switches: dict[str, SwitchableTrack] = {}  # this call's local tracks by kind
         self._metrics_server: MetricsServer | None = None
         self.media = CallMedia()
         self.last_call: dict[str, Any] = {}
@@ -115,10 +122,13 @@ class KioskApp:
             log.warning("event queue full: dropped %s", type(event).__name__)
 
     def _state_changed(self, old: State, new: State, call: ev.Call | None) -> None:
+        if new is State.RINGING:
+            self._ringing_since = time.monotonic()
         if self.calls is not None:
             self.calls.state_changed(new.value, call)
         self.metrics.state_changed(new.value)
         self._report_status()
+        self._update_view()
         self._spawn(self._notify_state())
 
     def _report_status(self) -> None:
@@ -132,6 +142,7 @@ class KioskApp:
 
     def _signaling_status(self, status: str) -> None:
         self._report_status()
+        self._update_view()
         self._spawn(self._notify_state())
 
     async def wait_for_state(self, state: State, timeout: float = 10.0) -> None:
@@ -266,16 +277,42 @@ class KioskApp:
                      consequence: str) -> MediaStreamTrack | None:
         """A missing or busy device must not cost the call: it goes on with what remains."""
         try:
-            return registry.resolve(table, name)(**options)
+            track = SwitchableTrack(registry.resolve(table, name)(**options))
         except Exception as exc:
             log.error("%s %r cannot be opened: %s; %s", table.setting, name, exc, consequence)
             self.media_errors[table.setting] = str(exc)
             return None
+        self.media_errors.pop(table.setting, None)
+        track.off = self.mic_muted if track.kind == "audio" else self.camera_off
+        if track.kind == "video" and self.screen is not None and self.config.display.preview:
+            track.on_frame = self.screen.show_preview  # the picture-in-picture
+        self._switches[track.kind] = track
+        return track
+
+    def set_muted(self, kind: str, off: bool | None = None) -> bool:
+        """Mute the microphone ("audio") or turn the camera off ("video"); None toggles.
+        The call keeps its tracks: silence or black goes out, nothing is renegotiated."""
+        current = self.mic_muted if kind == "audio" else self.camera_off
+        off = (not current) if off is None else off
+        if kind == "audio":
+            self.mic_muted = off
+        else:
+            self.camera_off = off
+        switch = self._switches.get(kind)
+        if switch is not None:
+            switch.off = off
+        log.info("%s %s", "microphone" if kind == "audio" else "camera",
+                 ("muted" if kind == "audio" else "off") if off else "on")
+        self._update_view()
+        self._spawn(self._notify_state())
+        return off
 
     def _new_sink(self) -> Any:
-        mode = self.config.display.mode
-        cls = registry.resolve(registry.VIDEO_SINKS, mode)
-        return cls() if mode == "none" else cls(mode=mode)
+        if self.screen is not None:
+            from .ui import make_video_sink
+
+            return make_video_sink(self.screen)
+        return registry.resolve(registry.VIDEO_SINKS, "none")()
 
     def _remote_track(self, media: CallMedia, call: ev.Call, track: MediaStreamTrack) -> None:
         # Always drained, even audio with a null sink: aiortc's receive queues are unbounded.
@@ -351,6 +388,9 @@ class KioskApp:
             self.post(ev.RtcFailed(call.id, call.attempt, str(exc)))
 
     async def _release(self, call: ev.Call) -> None:
+        # Mute and camera-off are for one call: the next caller is seen and heard again.
+        self._switches.clear()
+        self.mic_muted = self.camera_off = False
         for key in [k for k in self._timers if k[1] == call.id]:
             self._timers.pop(key).cancel()
         session, self._session = self._session, None
@@ -390,8 +430,94 @@ class KioskApp:
             if call.connected_at else None,
             "media": self.media.counts() if own_media else {},
         }
+        if effect.outcome not in ("busy", "refused") or own_media:
+            # A caller refused while another call goes on is not news for the screen.
+            self._last_outcome = (effect.outcome, call.peer_name or str(call.peer),
+                                  time.monotonic())
         log.info("call %s with %s (%s) ended: %s (%s)", call.id, call.peer,
                  call.peer_name or "?", effect.outcome, effect.reason)
+
+    # -- the screen ---------------------------------------------------------------------------
+
+    def _update_view(self) -> None:
+        if self.screen is None:
+            return
+        from .ui import View
+
+        machine, config, call = self.machine, self.config, self.machine.call
+        outcome = self._last_outcome if machine.state is State.IDLE else None
+        delay = config.answer.delay_s if config.answer.mode != "manual" else 0.0
+        ringing = machine.state is State.RINGING
+        self.screen.update(View(
+            state=machine.state.value,
+            kiosk_name=config.kiosk.name,
+            online=self.signaling.status == "online",
+            signaling_status=self.signaling.status,
+            signaling_url=config.signaling.url,
+            peer_name=(call.peer_name or str(call.peer)) if call else
+            (outcome[1] if outcome else ""),
+            call_type=call.call_type if call else "video",
+            direction=call.direction if call else "incoming",
+            answer_mode=config.answer.mode,
+            auto_answer_at=self._ringing_since + delay if ringing and delay else None,
+            connected_since=None if call is None or call.connected_at is None
+            else time.monotonic() - (time.time() - call.connected_at),
+            mic_muted=self.mic_muted,
+            camera_off=self.camera_off,
+            last_outcome=outcome[0] if outcome else None,
+            last_outcome_at=outcome[2] if outcome else None,
+            error=self._admin_error(),
+            contact_name=config.call.contact,
+        ))
+
+    def _admin_error(self) -> str | None:
+        """What an admin must fix, as the error screen says it (None: nothing)."""
+        if self.signaling.status == "unauthorized":
+            return ("The signaling server refused this kiosk's token. Check "
+                    "signaling.token_file, then restart kioskd.")
+        for key, text in (("video.source", "Camera"), ("audio.source", "Microphone")):
+            if key in self.media_errors:
+                return f"{text} missing: {self.media_errors[key]}. Check {key} and the cable."
+        return None
+
+    def on_command(self, command: str) -> None:
+        """A touch, key or GPIO button (on the loop): answer, decline, hangup, call, mute_mic,
+        camera_off."""
+        if command == "answer":
+            self.post(ev.AnswerCall())
+        elif command == "decline":
+            self.post(ev.Decline())
+        elif command == "hangup":
+            self.post(ev.Hangup())
+        elif command == "call":
+            try:
+                self.place_call()
+            except ValueError as exc:
+                log.warning("call button: %s", exc)
+        elif command == "mute_mic":
+            self.set_muted("audio")
+        elif command == "camera_off":
+            self.set_muted("video")
+        else:
+            log.warning("unknown screen command %r", command)
+
+    async def _open_screen(self) -> asyncio.Task | None:
+        """The kiosk's screen, for the daemon's whole life; None when headless or it fails."""
+        if self.config.display.mode == "none":
+            return None
+        from .ui import KioskScreen
+
+        screen = KioskScreen.from_config(self.config, self.on_command)
+        try:
+            await screen.start()
+        except Exception as exc:
+            # No screen must not mean no calls: answer them headless, and say why.
+            log.error("%s; kioskd runs without a screen", exc)
+            self.media_errors["display.mode"] = str(exc)
+            return None
+        self.screen = screen
+        self._update_view()
+        return asyncio.create_task(screen.wait_closed(), name="screen")
 
     # -- reload (SIGHUP, kioskctl reload) -------------------------------------------------------
 
@@ -446,6 +572,8 @@ class KioskApp:
                 if call.connected_at else None,
                 "media": self.media.counts(),
             },
+            "mic_muted": self.mic_muted,
+            "camera_off": self.camera_off,
             "calls_finished": self.calls_finished,
             "media_errors": self.media_errors or None,
             "last_call": self.last_call or None,
@@ -477,11 +605,14 @@ class KioskApp:
             self._metrics_server = MetricsServer(self.metrics.registry, self.config.metrics.host,
                                                  self.config.metrics.port)
             await self._metrics_server.start()
+        screen_task = await self._open_screen()  # first: the idle screen shows at once
         long_lived = [
             asyncio.create_task(self.dispatch_forever(), name="dispatcher"),
             asyncio.create_task(self.signaling.run(), name="signaling"),
             asyncio.create_task(watchdog_loop(self.notifier), name="watchdog"),
         ]
+        if screen_task is not None:
+            long_lived.append(screen_task)  # a dead render thread restarts the daemon
         self.notifier.ready(status_line(self.machine.state.value, self.signaling.status))
         try:
             done, _ = await asyncio.wait(long_lived, return_when=asyncio.FIRST_COMPLETED)
@@ -503,6 +634,8 @@ class KioskApp:
             await self._session.close()
             self._session = None
         await self._stop_sink(self.media)
+        if self.screen is not None:
+            await self.screen.stop()
         await self.signaling.close()
         for task in list(self._tasks):
             task.cancel()

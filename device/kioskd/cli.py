@@ -212,6 +212,12 @@ def ctl_main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("answer", help="answer the ringing call")
     sub.add_parser("decline", help="decline the ringing call")
     sub.add_parser("hangup", help="end the current call")
+    for name, what in (("mute", "the microphone (silence is sent)"),
+                       ("camera", "the camera (black is sent)")):
+        toggle = sub.add_parser(name, help=f"turn {what} off or on; no argument toggles")
+        toggle.add_argument("state", nargs="?", choices=("on", "off"),
+                            help="on: muted / camera off; off: back on" if name == "mute"
+                            else "off: camera off; on: camera on")
     sub.add_parser("reload", help="re-read the config file (a call in progress goes on)")
     sub.add_parser("selftest", help="open camera, microphone, speaker and display, reach the "
                                     "signaling server; exit code 0 if all pass")
@@ -240,6 +246,10 @@ def ctl_main(argv: Sequence[str] | None = None) -> int:
         fields = {"user": args.user, "type": "audio" if args.audio else "video"}
     elif args.command == "calls":
         fields = {"limit": args.limit, "missed": args.missed}
+    elif args.command == "mute":
+        fields = {"off": None if args.state is None else args.state == "on"}
+    elif args.command == "camera":
+        fields = {"off": None if args.state is None else args.state == "off"}
     try:
         reply = asyncio.run(request(path, args.command, **fields))
     except (FileNotFoundError, ConnectionRefusedError):
@@ -259,6 +269,10 @@ def ctl_main(argv: Sequence[str] | None = None) -> int:
         print(f"calling {reply['calling']}")
     elif args.command == "calls":
         _print_calls(reply["calls"])
+    elif args.command == "mute":
+        print("microphone muted" if reply["off"] else "microphone on")
+    elif args.command == "camera":
+        print("camera off" if reply["off"] else "camera on")
     else:
         print("ok")
     return 0 if reply.get("ok") else 1

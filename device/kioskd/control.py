@@ -95,6 +95,12 @@ class ControlServer:
                 return {"ok": False, "error": "this kioskd cannot reload"}
             return {"ok": True} if reload() else {
                 "ok": False, "error": "the config has errors; see the daemon's log"}
+        if command in ("mute", "camera"):
+            off = request.get("off")
+            if off is not None and not isinstance(off, bool):
+                return {"ok": False, "error": '"off" must be true, false or absent (toggle)'}
+            off = app.set_muted("audio" if command == "mute" else "video", off)
+            return {"ok": True, "off": off}
         simple = {"answer": ev.AnswerCall, "decline": ev.Decline, "hangup": ev.Hangup}
         if command in simple:
             app.post(simple[command]())

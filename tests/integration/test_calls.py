@@ -212,11 +212,8 @@ async def test_a_display_that_cannot_open_does_not_stop_the_call(relay, alice, m
     # pygame's display init fail the way a kiosk with no screen attached would.
     monkeypatch.setenv("SDL_VIDEODRIVER", "no-such-driver")
     async with running_kiosk(relay.url, "display.mode=window") as kiosk:
+        assert kiosk.screen is None and "display.mode" in kiosk.media_errors
         await connected_call(kiosk, alice)
-        from kioskd.media.null import NullVideoSink
-        async with kiosk.state_changed:
-            await asyncio.wait_for(kiosk.state_changed.wait_for(
-                lambda: isinstance(kiosk.media.sink, NullVideoSink)), 10)
         await kiosk.media.sink.wait_for_frames(video=5, audio=10, timeout=15)
 
 
@@ -224,9 +221,10 @@ async def test_remote_video_is_rendered_in_a_window(relay, alice, monkeypatch):
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # a real SDL window, no screen needed
     async with running_kiosk(relay.url, "display.mode=window") as kiosk:
         await connected_call(kiosk, alice)
-        from kioskd.media.display import DisplaySink
-        assert isinstance(kiosk.media.sink, DisplaySink)
+        from kioskd.ui import ScreenSink
+        assert isinstance(kiosk.media.sink, ScreenSink)
         await kiosk.media.sink.wait_for_rendered(10, timeout=15)
+        assert kiosk.screen.current_screen == "in_call"
 
 
 async def test_caller_vanishing_without_call_end_frees_the_kiosk(kiosk, alice, bob):
@@ -237,3 +235,22 @@ async def test_caller_vanishing_without_call_end_frees_the_kiosk(kiosk, alice, b
     await kiosk.wait_for_state(State.IDLE, timeout=15)
     assert kiosk.last_call["outcome"] == "answered"
     await connected_call(kiosk, bob)  # and the next caller is answered, not told busy
+
+
+async def test_mute_sends_silence_and_camera_off_sends_black_without_renegotiating(kiosk, alice):
+    await connected_call(kiosk, alice)
+    await alice.sink.wait_for_frames(video=10, audio=25, timeout=15)
+    sdp = alice.pc.remoteDescription.sdp
+    kiosk.set_muted("audio", True)
+    kiosk.set_muted("video", True)
+    stamps = alice.sink.stamps_decoded
+    frames, audio = alice.sink.video_frames, alice.sink.audio_frames
+    await alice.sink.wait_for_frames(video=frames + 15, audio=audio + 60, timeout=15)
+    assert alice.sink.audio_level_dbfs() < -90  # silence, still flowing
+    assert alice.sink.stamps_decoded - stamps <= 2  # black frames carry no stamp
+    kiosk.set_muted("audio", False)
+    kiosk.set_muted("video", False)
+    frames, audio = alice.sink.video_frames, alice.sink.audio_frames
+    await alice.sink.wait_for_frames(video=frames + 15, audio=audio + 60, timeout=15)
+    assert alice.sink.audio_level_dbfs() > -30 and alice.sink.stamps_decoded > stamps + 5
+    assert alice.pc.remoteDescription.sdp == sdp  # nothing was renegotiated

@@ -251,7 +251,8 @@ def test_registry_resolves_known_names():
 def test_registry_names_the_known_back_ends_for_an_unknown_one():
     with pytest.raises(registry.UnknownBackend) as caught:
         registry.resolve(registry.VIDEO_SOURCES, "foo")
-    assert str(caught.value) == 'unknown video.source "foo"; known: synthetic'
+    assert str(caught.value) == ('unknown video.source "foo"; '
+                                 'known: file, picamera2, synthetic, v4l2')
     assert isinstance(caught.value, ValueError)
     with pytest.raises(registry.UnknownBackend, match='known: fullscreen, none, window'):
         registry.resolve(registry.VIDEO_SINKS, "hdmi")

@@ -536,7 +536,24 @@ class DisplaySection:
     """Where the caller's video is shown."""
 
     mode: str = key("none", OneOf(("none", "window", "fullscreen")),
-                    "none: do not show video; window; fullscreen")
+                    "none: no screen (headless); window; fullscreen (the kiosk's screen)")
+    preview: bool = key(True, Flag(), "show the kiosk's own camera as a small picture in a call")
+    preview_corner: str = key("bottom-right", OneOf(("top-left", "top-right", "bottom-left",
+                                                     "bottom-right")),
+                              "where the preview picture goes")
+    sleep_after_s: float = key(0.0, Number(0, None, unit="seconds"),
+                               "blank the screen after this long idle; 0 never blanks")
+    backlight: str = key("", Text(), 'switch the backlight off while blank: "" (no), "auto" '
+                                     "(the first /sys/class/backlight), or a bl_power file")
+
+
+@dataclass(frozen=True)
+class InputSection:
+    """Physical buttons on GPIO (BCM pin numbers, wired to ground; -1: none)."""
+
+    gpio_answer_pin: int = key(-1, Integer(-1, 27), "answer button")
+    gpio_hangup_pin: int = key(-1, Integer(-1, 27), "hang-up (and decline) button")
+    gpio_call_pin: int = key(-1, Integer(-1, 27), "call button: calls call.contact")
 
 
 @dataclass(frozen=True)
@@ -603,6 +620,7 @@ class Config:
     video: VideoSection = section(VideoSection)
     audio: AudioSection = section(AudioSection)
     display: DisplaySection = section(DisplaySection)
+    input: InputSection = section(InputSection)
     rtc: RtcSection = section(RtcSection)
     control: ControlSection = section(ControlSection)
     calllog: CalllogSection = section(CalllogSection)

@@ -1,0 +1,70 @@
+"""Mute and camera-off without renegotiating: the track keeps flowing, with silence or black.
+
+The wrapper keeps the source's timing (pts, time base, size), so the far end sees one
+continuous stream and nothing needs a new offer. Pre-encoded H.264 packets cannot be blacked
+out without an encoder: camera-off holds them back instead (the far end keeps the last picture).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamTrack
+
+
+class SwitchableTrack(MediaStreamTrack):
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self.source = source
+        self.off = False  # muted (audio) or camera off (video)
+        # Sees every video frame sent (the local preview); must not block.
+        self.on_frame: Callable[[av.VideoFrame], None] | None = None
+        self._black: av.VideoFrame | None = None
+
+    async def recv(self):  # returns what the source returns, replaced while off
+        while True:
+            frame = await self.source.recv()
+            if self.off:
+                if isinstance(frame, av.AudioFrame):
+                    frame = _silence_like(frame)
+                elif isinstance(frame, av.VideoFrame):
+                    frame = self._black_like(frame)
+                else:
+                    continue  # av.Packet: nothing to send; the source paces us to the next
+            if self.on_frame is not None and isinstance(frame, av.VideoFrame):
+                self.on_frame(frame)
+            return frame
+
+    def _black_like(self, frame: av.VideoFrame) -> av.VideoFrame:
+        black = self._black
+        if black is None or (black.width, black.height) != (frame.width, frame.height):
+            # Built once per size: black in YUV is Y=16, U=V=128.
+            y = np.full((frame.height, frame.width), 16, dtype=np.uint8)
+            uv = np.full((frame.height // 2, frame.width // 2), 128, dtype=np.uint8)
+            black = av.VideoFrame.from_ndarray(
+                np.concatenate([y.ravel(), uv.ravel(), uv.ravel()]).reshape(-1, frame.width),
+                format="yuv420p")
+            self._black = black
+        out = av.VideoFrame.from_ndarray(black.to_ndarray(), format="yuv420p")
+        out.pts, out.time_base = frame.pts, frame.time_base
+        return out
+
+    def stop(self) -> None:
+        super().stop()
+        self.source.stop()
+
+    def __getattr__(self, name: str):
+        # Back-end extras (keyframe requests, stats, pre-encoded codec) pass through.
+        return getattr(self.source, name)
+
+
+def _silence_like(frame: av.AudioFrame) -> av.AudioFrame:
+    silent = av.AudioFrame(format=frame.format.name, layout=frame.layout.name,
+                           samples=frame.samples)
+    for plane in silent.planes:
+        plane.update(bytes(plane.buffer_size))
+    silent.sample_rate, silent.pts, silent.time_base = frame.sample_rate, frame.pts, frame.time_base
+    return silent

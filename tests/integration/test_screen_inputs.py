@@ -1,0 +1,68 @@
+"""The kiosk's own inputs drive real calls: a GPIO button dials call.contact through the relay,
+a tap on Answer in manual mode answers, keys mute and hang up. Screen under SDL's dummy driver,
+GPIO on gpiozero's own mock pin factory."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from kioskd.call.states import State
+from tests.integration.conftest import running_kiosk
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(60)]
+pygame = pytest.importorskip("pygame")
+
+
+@pytest.fixture
+def mock_pins():
+    gpiozero = pytest.importorskip("gpiozero", reason="gpiozero missing: scripts/setup.sh --test")
+    from gpiozero.pins.mock import MockFactory
+
+    factory = MockFactory()
+    previous = gpiozero.Device.pin_factory
+    gpiozero.Device.pin_factory = factory
+    yield factory
+    factory.reset()
+    gpiozero.Device.pin_factory = previous
+
+
+@pytest.fixture(autouse=True)
+def dummy_video(monkeypatch):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+
+
+async def test_gpio_call_button_dials_the_contact(relay, alice, mock_pins):
+    async with running_kiosk(relay.url, "display.mode=window", "call.contact=alice",
+                             "input.gpio_call_pin=17") as kiosk:
+        await kiosk.screen.wait_for_screen("idle")
+        mock_pins.pin(17).drive_low()  # the button pulls the pin to ground
+        mock_pins.pin(17).drive_high()
+        offer = await alice.answer_incoming()
+        assert offer["from"] == "kiosk"
+        await kiosk.wait_for_state(State.CONNECTED)
+
+
+async def test_tap_on_answer_in_manual_mode_answers_then_keys_mute_and_hang_up(relay, alice):
+    async with running_kiosk(relay.url, "display.mode=window", "answer.mode=manual") as kiosk:
+        await alice.call("kiosk")
+        await kiosk.wait_for_state(State.RINGING)
+        await kiosk.screen.wait_for_screen("incoming")
+        answer = next(b for b in kiosk.screen.layout().buttons if b.command == "answer")
+        pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=answer.center,
+                                             button=1, touch=False))
+        await alice.receive_answer()
+        await kiosk.wait_for_state(State.CONNECTED)
+        await kiosk.screen.wait_for_screen("in_call")
+
+        pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_m, mod=0,
+                                             unicode="m", scancode=0))
+        async with kiosk.state_changed:
+            await asyncio.wait_for(kiosk.state_changed.wait_for(lambda: kiosk.mic_muted), 5)
+        pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_h, mod=0,
+                                             unicode="h", scancode=0))
+        ended = await alice.expect("webrtc:call-end")
+        assert ended["reason"] == "hangup"
+        await kiosk.wait_for_state(State.IDLE)
+        await kiosk.screen.wait_for_screen("outcome")  # "Call ended", then idle again

@@ -1,0 +1,555 @@
+"""The kiosk screens: which screen a View means (pure), what each draws (off-screen), and the
+render thread under SDL's dummy driver (pixels of the remote picture and the preview).
+
+Screenshots of every screen are kept in test-artifacts/screens/dummy/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pygame
+import pytest
+
+from kioskd.media.display import letterbox
+from kioskd.media.synthetic import SyntheticCamera, SyntheticTone, TestPattern
+from kioskd.ui import KioskScreen, View, make_video_sink
+from kioskd.ui import screens
+from kioskd.ui import view as v
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screens" / "dummy"
+SIZE = (1280, 720)
+ONLINE = dict(kiosk_name="Lobby kiosk", online=True, signaling_status="online",
+              contact_name="Reception", signaling_url="https://calls.example.org")
+
+@pytest.fixture(autouse=True, scope="module")
+def artifacts_dir():
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+
+# -- which screen: pure -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("state", "call_type", "screen"), [
+    ("ringing", "video", v.INCOMING),
+    ("calling", "video", v.CALLING),
+    ("connecting", "audio", v.CONNECTING),
+    ("connected", "video", v.IN_CALL),
+    ("connected", "audio", v.AUDIO_CALL),
+    ("ending", "video", v.OUTCOME),
+    ("idle", "video", v.IDLE),
+])
+def test_each_call_state_has_its_screen(state, call_type, screen):
+    assert v.screen_for(View(state=state, call_type=call_type, **ONLINE), now=100.0) == screen
+
+
+def test_a_call_wins_over_offline_and_errors():
+    view = View(state="ringing", online=False, signaling_status="unauthorized", error="x")
+    assert v.screen_for(view, 100.0) == v.INCOMING
+
+
+def test_outcome_shows_for_a_few_seconds_then_idle():
+    view = View(last_outcome="missed", last_outcome_at=100.0, **ONLINE)
+    assert v.screen_for(view, 100.0) == v.OUTCOME
+    assert v.screen_for(view, 100.0 + v.OUTCOME_SHOW_S - 0.01) == v.OUTCOME
+    assert v.screen_for(view, 100.0 + v.OUTCOME_SHOW_S) == v.IDLE
+
+
+def test_idle_problems_in_order():
+    offline = View(kiosk_name="k", online=False, signaling_status="offline")
+    assert v.screen_for(offline, 100.0, offline_since=95.0) == v.IDLE  # a short blip
+    assert v.screen_for(offline, 100.0, offline_since=100.0 - v.OFFLINE_GRACE_S) == v.OFFLINE
+    assert v.screen_for(offline, 100.0, offline_since=None) == v.OFFLINE
+    refused = View(online=False, signaling_status="unauthorized", error="camera missing")
+    assert v.screen_for(refused, 100.0) == v.ERROR
+    assert v.screen_for(View(error="camera missing", **ONLINE), 100.0) == v.ERROR
+
+
+def test_view_takes_a_state_enum():
+    from kioskd.call.states import State
+
+    assert View(state=State.CONNECTED).state == "connected"
+
+
+def test_texts_and_numbers():
+    assert v.format_duration(0) == "0:00"
+    assert v.format_duration(75.9) == "1:15"
+    assert v.format_duration(3725) == "1:02:05"
+    assert v.format_duration(-3) == "0:00"
+    assert v.countdown(View(auto_answer_at=103.2), 100.0) == 4
+    assert v.countdown(View(auto_answer_at=99.0), 100.0) == 0
+    assert v.countdown(View(), 100.0) is None
+    assert v.level_fraction(None) == 0.0
+    assert v.level_fraction(-120.0) == 0.0
+    assert v.level_fraction(-30.0) == pytest.approx(0.5)
+    assert v.level_fraction(3.0) == 1.0
+    assert v.outcome_title(View(last_outcome="busy", peer_name="Bob")) == "Bob is busy"
+    assert v.outcome_title(View(last_outcome="missed")) == "Missed call"
+    assert v.outcome_title(View(state="ending")) == "Call ended"
+
+
+# -- what each screen draws: off-screen, no display -------------------------------------------
+
+
+@pytest.fixture
+def theme():
+    pygame.font.init()  # a stopped KioskScreen quits fonts: init per test (idempotent)
+    return screens.Theme(SIZE)
+
+
+def draw_offscreen(theme, name, view, now=100.0, **ctx):
+    surface = pygame.Surface(SIZE)
+    drawn = screens.draw(name, screens.Ctx(surface, theme, view, now, **ctx))
+    return drawn, np.ascontiguousarray(pygame.surfarray.array3d(surface).transpose(1, 0, 2))
+
+
+def lit_share(pixels, rect):
+    x, y, w, h = rect
+    region = pixels[y:y + h, x:x + w]
+    return float(np.mean(region.max(axis=2) > 60))
+
+
+EXAMPLES = {
+    "idle": (v.IDLE, View(**ONLINE)),
+    "incoming_manual": (v.INCOMING, View(state="ringing", peer_name="Alice", **ONLINE)),
+    "incoming_auto": (v.INCOMING, View(state="ringing", peer_name="Alice",
+                                       auto_answer_at=103.0, **ONLINE)),
+    "calling": (v.CALLING, View(state="calling", peer_name="Reception", direction="outgoing",
+                                **ONLINE)),
+    "connecting": (v.CONNECTING, View(state="connecting", peer_name="Alice", **ONLINE)),
+    "audio_call": (v.AUDIO_CALL, View(state="connected", call_type="audio", peer_name="Alice",
+                                      connected_since=25.0, audio_level_dbfs=-12.0,
+                                      mic_muted=True, **ONLINE)),
+    "missed": (v.OUTCOME, View(last_outcome="missed", last_outcome_at=99.0, peer_name="Alice",
+                               **ONLINE)),
+    "declined": (v.OUTCOME, View(last_outcome="declined", last_outcome_at=99.0,
+                                 peer_name="Reception", direction="outgoing", **ONLINE)),
+    "busy": (v.OUTCOME, View(last_outcome="busy", last_outcome_at=99.0, peer_name="Reception",
+                             direction="outgoing", **ONLINE)),
+    "ended": (v.OUTCOME, View(last_outcome="answered", last_outcome_at=99.0, peer_name="Alice",
+                              **ONLINE)),
+    "offline": (v.OFFLINE, View(kiosk_name="Lobby kiosk", signaling_url="https://calls.x")),
+    "unauthorized": (v.ERROR, View(kiosk_name="Lobby kiosk", signaling_status="unauthorized")),
+    "camera_missing": (v.ERROR, View(error="camera missing: no camera at /dev/video0. Connect "
+                                           "it and restart kioskd", **ONLINE)),
+}
+
+# The text each screen must show, by region name.
+TEXT_REGIONS = {
+    v.IDLE: ("kiosk_name", "status", "clock", "date", "hint"),
+    v.INCOMING: ("caption", "peer_name", "avatar"),
+    v.CALLING: ("caption", "peer_name", "avatar", "dots"),
+    v.CONNECTING: ("caption", "peer_name", "dots"),
+    v.AUDIO_CALL: ("peer_name", "duration", "meter_lit", "mic_off"),
+    v.OUTCOME: ("title",),
+    v.OFFLINE: ("kiosk_name", "title", "problem", "steps"),
+    v.ERROR: ("kiosk_name", "title", "problem", "steps"),
+}
+
+
+@pytest.mark.parametrize("example", list(EXAMPLES))
+def test_every_screen_draws_readable_text(theme, example):
+    name, view = EXAMPLES[example]
+    drawn, pixels = draw_offscreen(theme, name, view)
+    assert drawn.name == name
+    for region in TEXT_REGIONS[name]:
+        x, y, w, h = drawn.regions[region]
+        assert w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= SIZE[0] and y + h <= SIZE[1]
+        assert lit_share(pixels, drawn.regions[region]) > 0.04, region  # not empty
+    for button in drawn.buttons:
+        assert lit_share(pixels, button.rect) > 0.5  # a solid, coloured button
+
+
+def test_big_type(theme):
+    drawn, _ = draw_offscreen(theme, v.IDLE, View(**ONLINE))
+    assert drawn.regions["clock"][3] >= SIZE[1] * 0.15  # the clock: well over 100 px at 720p
+    drawn, _ = draw_offscreen(theme, v.INCOMING, View(state="ringing", peer_name="Alice"))
+    assert drawn.regions["peer_name"][3] >= SIZE[1] * 0.07
+
+
+def test_incoming_buttons_manual_versus_auto_answer(theme):
+    manual, _ = draw_offscreen(theme, v.INCOMING, View(state="ringing", peer_name="A"))
+    assert [b.command for b in manual.buttons] == ["answer", "decline"]
+    auto, pixels = draw_offscreen(theme, v.INCOMING,
+                                  View(state="ringing", peer_name="A", auto_answer_at=102.5))
+    assert [b.command for b in auto.buttons] == ["decline"]
+    assert lit_share(pixels, auto.regions["countdown"]) > 0.05
+
+
+def test_idle_call_button_only_with_a_contact(theme):
+    with_contact, _ = draw_offscreen(theme, v.IDLE, View(**ONLINE))
+    assert [b.command for b in with_contact.buttons] == ["call"]
+    without, _ = draw_offscreen(theme, v.IDLE, View(kiosk_name="k", online=True))
+    assert without.buttons == []
+
+
+def test_long_names_fit_the_screen(theme):
+    name = "Dr. Maximiliane Alexandra von Hohenzollern-Sigmaringen, Head of Reception " * 2
+    drawn, _ = draw_offscreen(theme, v.INCOMING, View(state="ringing", peer_name=name))
+    x, _, w, _ = drawn.regions["peer_name"]
+    assert x >= 0 and x + w <= SIZE[0]
+
+
+def test_ringing_animates_and_the_audio_meter_follows_the_level(theme):
+    first, a = draw_offscreen(theme, v.INCOMING, View(state="ringing", peer_name="A"), now=0.0)
+    _, b = draw_offscreen(theme, v.INCOMING, View(state="ringing", peer_name="A"), now=0.25)
+    assert first.animated and not np.array_equal(a, b)
+    quiet, _ = draw_offscreen(theme, v.AUDIO_CALL, View(state="connected", call_type="audio"),
+                              level_dbfs=-50.0)
+    loud, _ = draw_offscreen(theme, v.AUDIO_CALL, View(state="connected", call_type="audio"),
+                             level_dbfs=-6.0)
+    assert loud.regions["meter_lit"][2] > 3 * quiet.regions["meter_lit"][2] > 0
+
+
+@pytest.mark.parametrize("corner", screens.CORNERS)
+def test_pip_rect_sits_in_its_corner(corner):
+    x, y, w, h = screens.pip_rect(SIZE, (640, 480), corner)
+    assert w == round(SIZE[0] * 0.22) & ~1 and abs(w / h - 4 / 3) < 0.02
+    assert (x < SIZE[0] / 2) == corner.endswith("left")
+    assert (y < SIZE[1] / 2) == corner.startswith("top")
+    assert min(x, y, SIZE[0] - x - w, SIZE[1] - y - h) == round(SIZE[1] * 0.04)  # the margin
+    lifted = screens.pip_rect(SIZE, (640, 480), corner, controls=True)
+    assert lifted[1] + lifted[3] < SIZE[1] * screens.CONTROLS_TOP
+
+
+# -- the render thread under the dummy driver -------------------------------------------------
+
+
+@pytest.fixture
+def dummy_video(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+
+
+@pytest.fixture
+async def screen(dummy_video):
+    commands: list[str] = []
+    kiosk = KioskScreen("window", *SIZE, preview_corner="top-right", on_command=commands.append)
+    kiosk.commands = commands  # type: ignore[attr-defined]
+    await kiosk.start()
+    yield kiosk
+    await kiosk.stop()
+
+
+def expected_picture(frame, screen_size=SIZE):
+    """The screen a frame alone should give: the picture scaled into its letterbox, black bars."""
+    x, y, w, h = letterbox((frame.width, frame.height), screen_size)
+    picture = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+    canvas = np.zeros((screen_size[1], screen_size[0], 3), dtype=np.uint8)
+    canvas[y:y + h, x:x + w] = picture
+    return canvas, (x, y, w, h)
+
+
+def overlay_mask(layout, shape, pad=6):
+    """True where no overlay (status, pills, preview, buttons) was drawn."""
+    mask = np.ones(shape[:2], dtype=bool)
+    for name, (x, y, w, h) in layout.regions.items():
+        if name != "video":
+            mask[max(0, y - pad):y + h + pad, max(0, x - pad):x + w + pad] = False
+    return mask
+
+
+def assert_same_picture(actual, expected, mask):
+    # The screen converts to its own pixel layout ("bgra"), the reference to rgb24: the
+    # same swscale scaling, so the two agree to a level or two of rounding.
+    diff = np.abs(actual.astype(np.int16) - expected.astype(np.int16))[mask]
+    assert diff.mean() < 1.0, diff.mean()
+    assert np.percentile(diff, 99.9) <= 6
+
+
+async def show_call(screen, frame, **view):
+    screen.update(View(state="connected", peer_name="Alice", connected_since=time.monotonic(),
+                       **ONLINE, **view))
+    rendered = screen.rendered_frames
+    screen.show_remote(frame)
+    await screen.wait_for_rendered(rendered + 1, timeout=5)
+    return await screen.snapshot()
+
+
+@pytest.fixture(params=["direct", "blit"])
+async def video_screen(request, dummy_video, monkeypatch):
+    """A screen that copies the picture straight into the display's pixels, or blits RGB
+    (what a display with another pixel layout gets)."""
+    from kioskd.ui import screen as screen_module
+
+    if request.param == "blit":
+        monkeypatch.setattr(screen_module, "direct_video_ok", lambda surface: False)
+    kiosk = KioskScreen("window", *SIZE, preview_corner="top-right")
+    await kiosk.start()
+    yield kiosk
+    await kiosk.stop()
+    assert kiosk.video_path == request.param
+
+
+@pytest.mark.parametrize("source", [(640, 480), (1280, 720), (320, 240)])
+async def test_remote_picture_fills_its_letterbox(video_screen, source):
+    screen = video_screen
+    frame = TestPattern(*source).render(7, 7, 0)
+    shot = await show_call(screen, frame)
+    expected, rect = expected_picture(frame)
+    layout = screen.layout()
+    assert layout.name == v.IN_CALL and layout.regions["video"] == rect
+    assert_same_picture(shot, expected, overlay_mask(layout, shot.shape))
+    x, y, w, h = rect
+    if x:  # the bars are black, the picture reaches both edges of its box
+        mask = overlay_mask(layout, shot.shape)
+        assert not shot[:, :x][mask[:, :x]].any()
+        assert not shot[:, x + w:][mask[:, x + w:]].any()
+        row = SIZE[1] // 2
+        assert shot[row, x].max() > 60 and shot[row, x + w - 1].max() > 60
+    await screen.save_screenshot(
+        ARTIFACTS / f"in_call_{source[0]}x{source[1]}_{screen.video_path}.png")
+
+
+def overlap(a, b):
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+@pytest.mark.parametrize("corner", screens.CORNERS)
+async def test_preview_is_in_the_configured_corner(dummy_video, corner):
+    kiosk = KioskScreen("window", *SIZE, preview_corner=corner)
+    await kiosk.start()
+    try:
+        preview = TestPattern(320, 240).render(3, 3, 0)
+        kiosk.show_preview(preview)
+        shot = await show_call(kiosk, TestPattern(640, 480).render(0, 0, 0))
+        if "pip" not in kiosk.layout().regions:  # the preview came after the first frame
+            await kiosk.wait_for_draw()
+            shot = await kiosk.snapshot()
+        layout = kiosk.layout()
+        rect = layout.regions["pip"]
+        # The buttons show for the first seconds of a call: a bottom preview sits above them.
+        assert rect == screens.pip_rect(SIZE, (320, 240), corner, controls=True)
+        assert layout.buttons and not any(overlap(rect, b.rect) for b in layout.buttons)
+        x, y, w, h = rect
+        reference = preview.reformat(width=w, height=h, format="rgb24").to_ndarray()[:, ::-1]
+        diff = np.abs(shot[y:y + h, x:x + w].astype(np.int16) - reference)
+        assert diff.mean() < 1.0  # the mirrored camera picture, exactly there
+        if corner == "top-left":  # the status moves out of its way
+            assert kiosk.layout().regions["status"][0] > SIZE[0] / 2
+        await kiosk.save_screenshot(ARTIFACTS / f"pip_{corner}.png")
+    finally:
+        await kiosk.stop()
+
+
+async def test_preview_off_and_camera_off(dummy_video):
+    kiosk = KioskScreen("window", *SIZE, preview=False)
+    await kiosk.start()
+    try:
+        kiosk.show_preview(TestPattern(320, 240).render(0, 0, 0))
+        await show_call(kiosk, TestPattern(640, 480).render(0, 0, 0))
+        assert "pip" not in kiosk.layout().regions
+        assert kiosk.preview_frames == 0
+        await show_call(kiosk, TestPattern(640, 480).render(1, 1, 0), camera_off=True,
+                        mic_muted=True)
+        regions = kiosk.layout().regions
+        assert {"pip", "pip_label", "camera_off", "mic_off"} <= set(regions)
+    finally:
+        await kiosk.stop()
+
+
+async def test_every_screen_renders_and_is_kept_as_a_screenshot(screen, monkeypatch):
+    monkeypatch.setattr(v, "OFFLINE_GRACE_S", 0.0)  # the offline screen at once
+    now = time.monotonic()
+    for example, (name, view) in EXAMPLES.items():
+        # Times in the examples are relative to 100 s; move them to now.
+        view = View(**{**view.__dict__,
+                       "last_outcome_at": now if view.last_outcome_at else None,
+                       "auto_answer_at": now + 3 if view.auto_answer_at else None,
+                       "connected_since": now - 75 if view.connected_since else None})
+        screen.update(view)
+        await screen.wait_for_screen(name, timeout=5)
+        await screen.wait_for_draw()
+        shot = await screen.snapshot()
+        assert shot.shape == (SIZE[1], SIZE[0], 3) and shot.max() > 100
+        await screen.save_screenshot(ARTIFACTS / f"{example}.png")
+    assert (ARTIFACTS / "idle.png").stat().st_size > 1000
+
+
+async def test_a_new_call_does_not_flash_the_last_picture(screen):
+    await show_call(screen, TestPattern(640, 480).render(0, 0, 0))
+    screen.update(View(state="idle", **ONLINE))
+    await screen.wait_for_screen(v.IDLE)
+    screen.update(View(state="connected", peer_name="Bob", **ONLINE))
+    await screen.wait_for_screen(v.IN_CALL)
+    assert "video" not in screen.layout().regions
+    assert "waiting" in screen.layout().regions
+
+
+async def test_a_frame_that_comes_while_connecting_shows_once_connected(screen):
+    screen.update(View(state="connecting", peer_name="Alice", **ONLINE))
+    await screen.wait_for_screen(v.CONNECTING)
+    screen.show_remote(TestPattern(640, 480).render(0, 0, 0))
+    await screen.wait_for_draw()
+    assert screen.rendered_frames == 0
+    connected_at = time.monotonic()
+    screen.update(View(state="connected", peer_name="Alice", **ONLINE))
+    await screen.wait_for_rendered(1, timeout=1)
+    assert screen.first_rendered_at - connected_at < 1.0
+
+
+async def loop_lag_monitor(lags: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        before = time.monotonic()
+        await asyncio.sleep(0.005)
+        lags.append(time.monotonic() - before - 0.005)
+
+
+async def test_video_sink_renders_a_stream_without_blocking_the_loop(screen):
+    camera, tone = SyntheticCamera(640, 480, fps=30), SyntheticTone()
+    sink = make_video_sink(screen)
+    sink.add_track(camera)
+    sink.add_track(tone)
+    screen.update(View(state="connected", peer_name="Alice", connected_since=time.monotonic(),
+                       call_type="video", **ONLINE))
+    lags: list[float] = []
+    stop = asyncio.Event()
+    monitor = asyncio.create_task(loop_lag_monitor(lags, stop))
+    await sink.start()
+    try:
+        await sink.wait_for_rendered(15, timeout=5)
+    finally:
+        stop.set()
+        await monitor
+        camera.stop()
+        tone.stop()
+        await sink.stop()
+    stats = sink.stats()
+    assert stats["rendered_frames"] >= 15
+    assert stats["first_rendered_at"] >= stats["first_video_at"]
+    assert stats["render_cost_ms_p50"] > 0
+    assert screen.stats()["fps"] > 15
+    assert screen._pushed_level[0] is not None  # the meter's level came from the sink
+    assert max(lags) < 0.05
+
+
+async def test_slow_screen_keeps_only_the_newest_frame(dummy_video):
+    kiosk = KioskScreen("window", *SIZE)
+    pattern = TestPattern(640, 480)
+    frames = [pattern.render(i * 20, i, 0) for i in range(3)]  # the white bar moves
+    for frame in frames:
+        kiosk.show_remote(frame)  # not started yet: nothing takes them
+    assert kiosk.dropped_frames == 2
+    await kiosk.start()
+    try:
+        kiosk.update(View(state="connected", peer_name="Alice", **ONLINE))
+        await kiosk.wait_for_rendered(1)
+        shot = await kiosk.snapshot()
+        assert kiosk.rendered_frames == 1
+        expected, _ = expected_picture(frames[2])
+        assert_same_picture(shot, expected, overlay_mask(kiosk.layout(), shot.shape))
+    finally:
+        await kiosk.stop()
+
+
+async def test_display_sleeps_when_idle_and_a_call_wakes_it(dummy_video):
+    kiosk = KioskScreen("window", 640, 360, sleep_after_s=0.3)
+    await kiosk.start()
+    try:
+        kiosk.update(View(**ONLINE))
+        await kiosk.wait_for_screen(v.IDLE)
+        await kiosk.wait_for_screen(v.BLANK, timeout=3)
+        assert kiosk.blanked
+        assert not (await kiosk.snapshot()).any()  # all black
+        kiosk.update(View(state="ringing", peer_name="Alice", **ONLINE))
+        await kiosk.wait_for_screen(v.INCOMING, timeout=1)
+        assert not kiosk.blanked
+        await asyncio.sleep(0.5)  # longer than sleep_after_s: a call never sleeps
+        assert kiosk.current_screen == v.INCOMING
+    finally:
+        await kiosk.stop()
+
+
+async def test_backlight_follows_sleep(dummy_video, tmp_path):
+    bl_power = tmp_path / "bl_power"
+    bl_power.write_text("0")
+    kiosk = KioskScreen("window", 640, 360, sleep_after_s=0.2, backlight=str(bl_power))
+    await kiosk.start()
+    try:
+        await kiosk.wait_for_screen(v.BLANK, timeout=3)
+        assert bl_power.read_text() == "4"
+        kiosk.update(View(state="ringing", peer_name="A", **ONLINE))
+        await kiosk.wait_for_screen(v.INCOMING)
+        assert bl_power.read_text() == "0"
+    finally:
+        await kiosk.stop()
+
+
+async def test_from_config_and_bad_arguments(dummy_video):
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(
+        display=SimpleNamespace(mode="window", preview=False, preview_corner="top-left",
+                                sleep_after_s=60.0, backlight=""),
+        input=SimpleNamespace(gpio_answer_pin=-1, gpio_hangup_pin=-1, gpio_call_pin=-1))
+    kiosk = KioskScreen.from_config(config, on_command=print, width=320, height=240)
+    assert (kiosk.preview, kiosk.preview_corner, kiosk.sleep_after_s) == (False, "top-left", 60)
+    await kiosk.start()
+    assert kiosk.screen_size == (320, 240) and kiosk.gpio_error is None
+    await kiosk.stop()
+    with pytest.raises(ValueError, match="corner"):
+        KioskScreen("window", preview_corner="middle")
+    with pytest.raises(ValueError, match="display mode"):
+        KioskScreen("hdmi")
+
+
+async def test_a_display_that_cannot_open_says_so(monkeypatch):
+    from kioskd.media.display import DisplayError
+
+    monkeypatch.setenv("SDL_VIDEODRIVER", "no-such-driver")
+    kiosk = KioskScreen("window")
+    with pytest.raises(DisplayError, match="cannot open the window display"):
+        await kiosk.start()
+    await kiosk.stop()
+
+
+async def test_a_drawing_bug_is_survived_and_a_dead_screen_says_so(dummy_video, monkeypatch):
+    from kioskd.ui import screen as screen_module
+
+    kiosk = KioskScreen("window", 320, 240)
+    await kiosk.start()
+    try:
+        await kiosk.wait_for_screen(v.IDLE)
+        real, calls = screens.DRAW[v.INCOMING], []
+
+        def flaky(ctx):
+            calls.append(ctx.now)
+            if len(calls) == 1:
+                raise RuntimeError("a bug in one pass")
+            return real(ctx)
+
+        monkeypatch.setitem(screens.DRAW, v.INCOMING, flaky)
+        kiosk.update(View(state="ringing", peer_name="Alice"))
+        await kiosk.wait_for_screen(v.INCOMING)  # drawn on the next pass
+
+        def broken(ctx):
+            raise RuntimeError("a bug in every pass")
+
+        monkeypatch.setattr(screen_module, "MAX_FAILED_PASSES", 3)
+        monkeypatch.setitem(screens.DRAW, v.OUTCOME, broken)
+        kiosk.update(View(state="ending"))
+        with pytest.raises(RuntimeError, match="screen thread failed"):
+            await asyncio.wait_for(kiosk.wait_closed(), 5)
+    finally:
+        await kiosk.stop()
+
+
+async def test_wait_closed_returns_after_stop(dummy_video):
+    kiosk = KioskScreen("window", 320, 240)
+    await kiosk.start()
+    waiting = asyncio.create_task(kiosk.wait_closed())
+    await kiosk.stop()
+    await asyncio.wait_for(waiting, 2)
+
+
+def test_importing_the_ui_needs_no_sdl():
+    import subprocess
+    import sys
+
+    code = "import sys, kioskd.ui; print('pygame' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.stdout.strip() == "False"
