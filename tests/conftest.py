@@ -42,6 +42,20 @@ def fake_picamera2(monkeypatch: pytest.MonkeyPatch):
     _forget_picamera2()
 
 
+@pytest.fixture
+def mock_pins():
+    """gpiozero's own mock pin factory, for the GPIO buttons."""
+    gpiozero = pytest.importorskip("gpiozero", reason="gpiozero missing: scripts/setup.sh --test")
+    from gpiozero.pins.mock import MockFactory
+
+    factory = MockFactory()
+    previous = gpiozero.Device.pin_factory
+    gpiozero.Device.pin_factory = factory
+    yield factory
+    factory.reset()
+    gpiozero.Device.pin_factory = previous
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get(netns.MARKER) != "1" and not netns.in_private_netns() and netns.can_create():
         # Re-run this very pytest command inside the namespace.

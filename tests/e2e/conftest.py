@@ -1,6 +1,6 @@
 """A headless Chromium (Debian's, driven by Playwright) on the caller page of a real relay.
 
-The browser is never downloaded: scripts/install-browser.sh installs Debian's `chromium` and the
+The browser is never downloaded: scripts/setup.sh --test installs Debian's `chromium` and the
 `playwright` package, and the tests skip with that hint when either is missing. Chromium runs
 in the suite's private network namespace like every other WebRTC peer, with a fake camera and
 microphone and no permission prompts.
@@ -46,9 +46,9 @@ UI_TIMEOUT_MS = 15_000  # a whole call setup, ICE and DTLS included, fits well i
 def missing() -> str | None:
     """Why the browser tests cannot run here, or None."""
     if async_playwright is None:
-        return "needs the playwright Python package (scripts/install-browser.sh)"
+        return "needs the playwright Python package (scripts/setup.sh --test)"
     if not CHROMIUM.exists():
-        return f"needs Debian's chromium at {CHROMIUM} (scripts/install-browser.sh)"
+        return f"needs Debian's chromium at {CHROMIUM} (scripts/setup.sh --test)"
     return None
 
 

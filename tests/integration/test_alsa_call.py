@@ -8,7 +8,7 @@ import pytest
 from tests.integration.conftest import connected_call, running_kiosk
 from tests.support import alsa_file_plugin as plugin
 
-alsaaudio = pytest.importorskip("alsaaudio", reason="pyalsaaudio missing: scripts/install-alsa.sh")
+alsaaudio = pytest.importorskip("alsaaudio", reason="pyalsaaudio missing: scripts/setup.sh --test")
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(60)]
 

@@ -15,19 +15,6 @@ pytestmark = [pytest.mark.netns, pytest.mark.timeout(60)]
 pygame = pytest.importorskip("pygame")
 
 
-@pytest.fixture
-def mock_pins():
-    gpiozero = pytest.importorskip("gpiozero", reason="gpiozero missing: scripts/setup.sh --test")
-    from gpiozero.pins.mock import MockFactory
-
-    factory = MockFactory()
-    previous = gpiozero.Device.pin_factory
-    gpiozero.Device.pin_factory = factory
-    yield factory
-    factory.reset()
-    gpiozero.Device.pin_factory = previous
-
-
 @pytest.fixture(autouse=True)
 def dummy_video(monkeypatch):
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")

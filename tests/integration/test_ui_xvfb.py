@@ -14,9 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
-import select
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Iterator
@@ -29,6 +27,7 @@ from kioskd.media.synthetic import SyntheticCamera, TestPattern
 from kioskd.ui import KioskScreen, View, make_video_sink
 from kioskd.ui import screens
 from kioskd.ui import view as v
+from tests.support.xvfb import running_xvfb
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screens" / "xvfb"
 SIZE = (1280, 720)
@@ -42,27 +41,8 @@ pytestmark = pytest.mark.skipif(shutil.which("Xvfb") is None,
 @contextlib.contextmanager
 def xvfb_with_framebuffer(directory: Path, width: int, height: int) -> Iterator[tuple[str, Path]]:
     """Xvfb on a free display, its screen memory-mapped to a file; yields (DISPLAY, file)."""
-    read_end, write_end = os.pipe()
-    # -displayfd: Xvfb writes its display number once it accepts clients; no guessing, no sleep.
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{width}x{height}x24",
-         "-nolisten", "tcp", "-fbdir", str(directory)],
-        pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_end)
-    try:
-        ready, _, _ = select.select([read_end], [], [], 10)
-        number = os.read(read_end, 16).decode().strip() if ready else ""
-        if not number:
-            raise RuntimeError("Xvfb did not start")
-        yield f":{number}", directory / "Xvfb_screen0"
-    finally:
-        os.close(read_end)
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with running_xvfb(width, height, fbdir=directory) as display:
+        yield display, directory / "Xvfb_screen0"
 
 
 def read_xwd(path: Path) -> np.ndarray:

@@ -7,12 +7,15 @@ import os
 import select
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Iterator
 
 
 @contextlib.contextmanager
-def running_xvfb(width: int = 1280, height: int = 720, timeout: float = 10.0) -> Iterator[str]:
-    """Start Xvfb on a free display number; yields DISPLAY (e.g. ":5")."""
+def running_xvfb(width: int = 1280, height: int = 720, timeout: float = 10.0,
+                 fbdir: Path | None = None) -> Iterator[str]:
+    """Start Xvfb on a free display number; yields DISPLAY (e.g. ":5"). With `fbdir`, the
+    screen's memory is also a file there (`Xvfb_screen0`, XWD): what a monitor would show."""
     if shutil.which("Xvfb") is None:
         raise FileNotFoundError("Xvfb is not installed (apt-get install xvfb)")
     read_end, write_end = os.pipe()
@@ -20,7 +23,8 @@ def running_xvfb(width: int = 1280, height: int = 720, timeout: float = 10.0) ->
     # so there is nothing to guess and nothing to sleep for.
     proc = subprocess.Popen(
         ["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{width}x{height}x24",
-         "-nolisten", "tcp"], pass_fds=(write_end,),
+         "-nolisten", "tcp", *(["-fbdir", str(fbdir)] if fbdir is not None else [])],
+        pass_fds=(write_end,),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(write_end)
     try:

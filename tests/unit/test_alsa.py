@@ -15,7 +15,7 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 alsaaudio = pytest.importorskip(
-    "alsaaudio", reason="pyalsaaudio is not installed (scripts/install-alsa.sh installs it)"
+    "alsaaudio", reason="pyalsaaudio is not installed (scripts/setup.sh --test installs it)"
 )
 
 from kioskd.media import alsa  # noqa: E402

@@ -209,19 +209,6 @@ async def test_a_sleeping_display_wakes_on_a_touch_without_pressing(dummy_video)
 # -- GPIO: gpiozero's mock pins ----------------------------------------------------------------
 
 
-@pytest.fixture
-def mock_pins():
-    gpiozero = pytest.importorskip("gpiozero")
-    from gpiozero.pins.mock import MockFactory
-
-    factory = MockFactory()
-    previous = gpiozero.Device.pin_factory
-    gpiozero.Device.pin_factory = factory
-    yield factory
-    factory.reset()
-    gpiozero.Device.pin_factory = previous
-
-
 def press(factory, pin: int) -> None:
     """A button to ground: pressed pulls the pin low, released lets the pull-up take it high."""
     factory.pin(pin).drive_low()
