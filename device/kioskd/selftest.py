@@ -117,11 +117,16 @@ async def _display(config: Config) -> str:
     mode = config.display.mode
     if mode == "none":
         return "display.mode none: nothing to open"
-    sink = registry.resolve(registry.VIDEO_SINKS, mode)(mode=mode)
-    await sink.start()
-    size = sink.screen_size
-    await sink.stop()
-    return f"{mode}: opened at {size[0]}x{size[1]}" if size else f"{mode}: opened"
+    from .ui import KioskScreen
+
+    screen = KioskScreen.from_config(config)
+    await screen.start()
+    try:
+        await screen.wait_for_screen("idle")
+        size = screen.stats().get("screen_size")
+    finally:
+        await screen.stop()
+    return f"{mode}: idle screen shown" + (f" at {size[0]}x{size[1]}" if size else "")
 
 
 async def _signaling(config: Config) -> str:

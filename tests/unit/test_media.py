@@ -238,14 +238,10 @@ async def test_a_failing_frame_consumer_does_not_stop_the_drain():
 
 
 def test_registry_resolves_known_names():
-    from kioskd.media.display import DisplaySink
-
     assert registry.resolve(registry.VIDEO_SOURCES, "synthetic") is SyntheticCamera
     assert registry.resolve(registry.AUDIO_SOURCES, "synthetic") is SyntheticTone
     assert registry.resolve(registry.AUDIO_SINKS, "null") is NullAudioSink
     assert registry.resolve(registry.VIDEO_SINKS, "none") is NullVideoSink
-    assert registry.resolve(registry.VIDEO_SINKS, "window") is DisplaySink
-    assert registry.resolve(registry.VIDEO_SINKS, "fullscreen") is DisplaySink
 
 
 def test_registry_names_the_known_back_ends_for_an_unknown_one():
@@ -254,7 +250,7 @@ def test_registry_names_the_known_back_ends_for_an_unknown_one():
     assert str(caught.value) == ('unknown video.source "foo"; '
                                  'known: file, picamera2, synthetic, v4l2')
     assert isinstance(caught.value, ValueError)
-    with pytest.raises(registry.UnknownBackend, match='known: fullscreen, none, window'):
+    with pytest.raises(registry.UnknownBackend, match='unknown display.mode "hdmi"; known: none'):
         registry.resolve(registry.VIDEO_SINKS, "hdmi")
 
 
@@ -296,79 +292,3 @@ async def loop_lag_monitor(lags: list[float], stop: asyncio.Event) -> None:
         lags.append(time.monotonic() - before - 0.005)
 
 
-async def test_display_renders_without_blocking_the_loop(dummy_video: None):
-    from kioskd.media.display import DisplaySink
-
-    camera = SyntheticCamera(640, 480, fps=30)
-    sink = DisplaySink("window", width=640, height=360)
-    sink.add_track(camera)
-    lags: list[float] = []
-    stop_monitor = asyncio.Event()
-    monitor = asyncio.create_task(loop_lag_monitor(lags, stop_monitor))
-    await sink.start()
-    try:
-        await sink.wait_for_rendered(10, timeout=5)
-    finally:
-        stop_monitor.set()
-        await monitor
-        camera.stop()
-        await sink.stop()
-
-    stats = sink.stats()
-    assert stats["rendered_frames"] >= 10
-    assert stats["screen_size"] == [640, 360]
-    assert stats["first_rendered_at"] >= stats["first_video_at"]
-    assert stats["stamps_decoded"] == stats["video_frames"]
-    assert max(lags) < 0.05
-    assert sink._thread is None  # joined
-
-
-async def test_display_fed_by_another_sink_keeps_the_newest_frame(dummy_video: None):
-    import pygame
-
-    from kioskd.media.display import DisplaySink
-
-    display = DisplaySink("fullscreen")
-    pattern = SyntheticCamera(320, 240)
-    frames = [await pattern.recv() for _ in range(3)]
-    pattern.stop()
-    for frame in frames:
-        display.show(frame)  # before start: only the newest survives
-    assert display.dropped_frames == 2
-    await display.start()
-    await display.wait_for_rendered(1, timeout=5)
-    assert display.rendered_frames == 1
-    with pytest.raises(asyncio.TimeoutError):
-        await display.wait_for_rendered(2, timeout=0.2)
-
-    camera = SyntheticCamera(320, 240, fps=30)
-    measuring = MeasuringSink(on_video_frame=display.show)  # one drain, two consumers
-    measuring.add_track(camera)
-    await measuring.start()
-    await display.wait_for_rendered(4, timeout=5)
-    camera.stop()
-    await measuring.stop()
-    await display.stop()
-    assert not pygame.display.get_init()
-
-
-async def test_display_that_cannot_open_says_so(monkeypatch: pytest.MonkeyPatch):
-    from kioskd.media.display import DisplayError, DisplaySink
-
-    monkeypatch.setenv("SDL_VIDEODRIVER", "no-such-driver")
-    sink = DisplaySink("window")
-    with pytest.raises(DisplayError, match="cannot open the window display"):
-        await sink.start()
-    await sink.stop()
-
-
-def test_letterbox():
-    from kioskd.media.display import letterbox
-
-    assert letterbox((640, 480), (1280, 720)) == (160, 0, 960, 720)
-    assert letterbox((1280, 720), (1280, 720)) == (0, 0, 1280, 720)
-    assert letterbox((1920, 1080), (1024, 768)) == (0, 96, 1024, 576)
-    with pytest.raises(ValueError):
-        from kioskd.media.display import DisplaySink
-
-        DisplaySink("hdmi")

@@ -15,7 +15,7 @@ import numpy as np
 import pygame
 import pytest
 
-from kioskd.media.display import letterbox
+from kioskd.ui.screen import letterbox
 from kioskd.media.synthetic import SyntheticCamera, SyntheticTone, TestPattern
 from kioskd.ui import KioskScreen, View, make_video_sink
 from kioskd.ui import screens
@@ -497,7 +497,7 @@ async def test_from_config_and_bad_arguments(dummy_video):
 
 
 async def test_a_display_that_cannot_open_says_so(monkeypatch):
-    from kioskd.media.display import DisplayError
+    from kioskd.ui.screen import DisplayError
 
     monkeypatch.setenv("SDL_VIDEODRIVER", "no-such-driver")
     kiosk = KioskScreen("window")
@@ -553,3 +553,9 @@ def test_importing_the_ui_needs_no_sdl():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert out.stdout.strip() == "False"
+
+
+def test_letterbox():
+    assert letterbox((640, 480), (1280, 720)) == (160, 0, 960, 720)
+    assert letterbox((1280, 720), (1280, 720)) == (0, 0, 1280, 720)
+    assert letterbox((1920, 1080), (1024, 768)) == (0, 96, 1024, 576)

@@ -4,7 +4,7 @@
                          on_command=handle_command)
     await screen.start()
     screen.update(View(state="idle", kiosk_name="Lobby", online=True))
-    sink = make_video_sink(screen)  # per call, in place of DisplaySink
+    sink = make_video_sink(screen)  # per call
     ...
     await screen.stop()
 

@@ -37,12 +37,28 @@ from typing import Any, Callable, Mapping
 import av
 import numpy as np
 
-from ..media.display import DisplayError, letterbox
 from ..media.measure import MeasuringSink, percentiles
 from ..media.stamp import latency_ms, read_stamp_from_frame
 from ..media.synthetic import wall_clock_ms
 from . import view as v
 from .view import View
+
+
+
+class DisplayError(RuntimeError):
+    """The display could not be opened (no X/Wayland/KMS, bad driver, ...)."""
+
+
+def letterbox(
+    frame_size: tuple[int, int], screen_size: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """(x, y, width, height) of the largest centred picture with the frame's aspect ratio."""
+    frame_w, frame_h = frame_size
+    screen_w, screen_h = screen_size
+    scale = min(screen_w / frame_w, screen_h / frame_h)
+    width = max(1, min(screen_w, round(frame_w * scale)))
+    height = max(1, min(screen_h, round(frame_h * scale)))
+    return (screen_w - width) // 2, (screen_h - height) // 2, width, height
 
 log = logging.getLogger(__name__)
 
@@ -802,7 +818,7 @@ class _RenderState:
 class ScreenSink(MeasuringSink):
     """One call's remote tracks: drained and measured, the video shown on the kiosk screen.
 
-    Use it per call in place of DisplaySink; the screen itself lives on. The caller's audio
+    Use it per call; the screen itself lives on. The caller's audio
     level goes to the audio-call meter ten times a second.
     """
 
