@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import platform
-import sys
 import tempfile
 from pathlib import Path
 
@@ -36,10 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=30)
     args = parser.parse_args()
-    if not netns.in_private_netns():
-        if not netns.can_create():
-            sys.exit("bench: needs root to make a private network namespace")
-        netns.reexec_inside([sys.executable, "-m", "bench.audio_alsa", *sys.argv[1:]])
+    netns.run_module_inside("bench.audio_alsa")
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="kioskd-alsa-") as directory:
         tone, out = Path(directory) / "tone.raw", Path(directory) / "out.raw"

@@ -16,7 +16,6 @@ import logging
 import os
 import platform
 import statistics
-import sys
 import time
 
 from tests.support import netns
@@ -71,10 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=20)
     args = parser.parse_args()
-    if not netns.in_private_netns():
-        if not netns.can_create():
-            sys.exit("bench: needs root to make a private network namespace")
-        netns.reexec_inside([sys.executable, "-m", "bench.call_setup", *sys.argv[1:]])
+    netns.run_module_inside("bench.call_setup")
     logging.basicConfig(level=logging.WARNING)
     print(json.dumps(asyncio.run(run(args.calls))))
 

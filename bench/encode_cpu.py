@@ -254,10 +254,7 @@ def main() -> None:
     if args.receiver:
         asyncio.run(receiver_main())
         return
-    if not netns.in_private_netns():
-        if not netns.can_create():
-            sys.exit("bench: needs root to make a private network namespace")
-        netns.reexec_inside([sys.executable, "-m", "bench.encode_cpu", *sys.argv[1:]])
+    netns.run_module_inside("bench.encode_cpu")
     print(json.dumps(asyncio.run(run(args.seconds, args.warmup, args.noise))))
 
 

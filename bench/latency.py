@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import platform
-import sys
 
 from tests.support import netns
 from tests.support.xvfb import running_xvfb
@@ -56,10 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args()
-    if not netns.in_private_netns():
-        if not netns.can_create():
-            sys.exit("bench: needs root to make a private network namespace")
-        netns.reexec_inside([sys.executable, "-m", "bench.latency", *sys.argv[1:]])
+    netns.run_module_inside("bench.latency")
     logging.basicConfig(level=logging.WARNING)
     with running_xvfb(1280, 720) as display:
         os.environ["DISPLAY"] = display

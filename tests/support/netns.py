@@ -45,6 +45,16 @@ def reexec_inside(argv: list[str]) -> None:
                            *argv], env)
 
 
+def run_module_inside(module: str) -> None:
+    """For a `python -m MODULE` command (the benchmarks): make sure it runs in a private
+    namespace, re-executing itself there if it is not; exits with a reason if it can't."""
+    if in_private_netns():
+        return
+    if not can_create():
+        sys.exit(f"{module}: needs root to make a private network namespace")
+    reexec_inside([sys.executable, "-m", module, *sys.argv[1:]])
+
+
 def _inside(argv: list[str]) -> int:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     subprocess.run(["ip", "addr", "replace", "127.0.0.2/8", "dev", "lo"], check=True)
