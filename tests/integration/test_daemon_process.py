@@ -201,6 +201,10 @@ async def test_call_log_survives_kill_9_and_shows_the_call_interrupted(relay, tm
         await caller.receive_answer()
         await asyncio.wait_for(caller.connected.wait(), 10)
         await _wait_for_line(daemon.stderr, "connecting -> connected")
+        # `calls` is answered by the call log's one writer thread, after the writes queued
+        # before it: once it shows the answer time, that write is on disk.
+        code, out, _ = await _run(KIOSKCTL, *args, "--json", "calls", "--limit", "1")
+        assert json.loads(out)["calls"][0]["answered_at"] is not None
         daemon.kill()
         await daemon.wait()
 
