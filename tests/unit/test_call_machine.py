@@ -66,7 +66,7 @@ def test_auto_answer_whole_history():
     assert "Release" in kinds(effects) and sent(effects) == []
     m.handle(ev.Released("x1"), 10.1)
     assert m.state is I and m.call is None
-    assert m.history == [I, CG, CD, E, I]
+    assert list(m.history) == [I, CG, CD, E, I]
 
 
 def test_candidates_before_offer_are_kept_for_it():
@@ -108,7 +108,7 @@ def test_reoffer_from_same_peer_replaces_connection_without_ringing():
     # The old connection closing is not news (a stale attempt); the new one connecting is.
     assert m.handle(ev.MediaState(call.id, 1, "closed"), 5) == []
     m.handle(ev.MediaState(call.id, 2, "connected"), 6)
-    assert m.history == [I, R, CG, CD, CG, CD]
+    assert list(m.history) == [I, R, CG, CD, CG, CD]
 
 
 def test_numeric_and_string_ids_are_the_same_peer():
@@ -139,7 +139,7 @@ def test_manual_mode_rings_then_times_out():
     assert sent(effects) == [p.CallReject("alice", "timeout", call_id="m1")]
     assert finished(effects) == [("missed", "timeout")]
     m.handle(ev.Released("m1"), 30)
-    assert m.history == [I, R, E, I]
+    assert list(m.history) == [I, R, E, I]
 
 
 def test_manual_answer_hands_over_queued_candidates():
@@ -233,7 +233,7 @@ def test_outgoing_call_answered():
     assert m.state is CG and ev.CancelTimer(RING, "c1") in effects
     assert "ApplyAnswer" in kinds(effects)
     m.handle(ev.MediaState("c1", 1, "connected"), 1.5)
-    assert m.history == [I, CA, CG, CD]
+    assert list(m.history) == [I, CA, CG, CD]
 
 
 def test_outgoing_call_not_answered_sends_call_timeout():
@@ -270,7 +270,7 @@ def test_messages_in_the_wrong_state_are_dropped_not_raised():
                     p.CallTimeout("x"), ev.AnswerCall(), ev.Hangup(), ev.Released("nope"),
                     ev.TimerFired(RING, "nope")):
         assert m.handle(message, 0) == []
-    assert m.history == [I]
+    assert list(m.history) == [I]
 
 
 def test_every_path_back_to_idle_releases_and_cancels_timers():
@@ -312,3 +312,12 @@ def test_peer_connection_closed_under_us_ends_the_call():
     effects = m.handle(ev.MediaState(call.id, 1, "closed"), 40)
     assert finished(effects) == [("answered", "failed")]
     assert sent(effects) == [p.CallEnd("alice", "failed", call_id=call.id)]
+
+
+def test_history_is_bounded():
+    m = machine()
+    for n in range(100):
+        answered_call(m, call_id=f"h{n}")
+        m.handle(p.CallEnd("alice", call_id=f"h{n}"), n)
+        m.handle(ev.Released(f"h{n}"), n)
+    assert len(m.history) == m.history.maxlen and m.history[-1] is I

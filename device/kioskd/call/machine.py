@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -28,6 +29,8 @@ RING = "ring"
 ANSWER_DELAY = "answer delay"
 CONNECT = "connect"
 GRACE = "disconnect grace"
+
+HISTORY_LENGTH = 64
 
 # Browsers trickle a dozen candidates at most; more is a flood, not a call.
 MAX_PENDING_CANDIDATES = 64
@@ -58,7 +61,8 @@ class CallMachine:
         self._on_change = on_change
         self.state = State.IDLE
         self.call: ev.Call | None = None
-        self.history: list[State] = [State.IDLE]
+        # The recent states, for tests and status; bounded: a kiosk runs for months.
+        self.history: deque[State] = deque([State.IDLE], maxlen=HISTORY_LENGTH)
         self._offer: SessionDescription | None = None  # kept while ringing
         self._pending: list[IceCandidate] = []  # candidates before we have a connection
         self._early: list[protocol.Candidate] = []  # candidates that overtook their offer
