@@ -247,32 +247,34 @@ async def run(calls: int, kiosk_display: str) -> dict[str, Any]:
         async with running_kiosk(relay.url, f"display.mode={kiosk_display}", "video.width=640",
                                  "video.height=480", "video.fps=24") as kiosk:
             plain = PlainEvents(PlainProcess(relay.url, events=True))
-            await plain.process.start()
-            plain.start_reading()
-            async with async_playwright() as playwright:
-                browser = await playwright.chromium.launch(
-                    executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-                try:
-                    context = await browser.new_context()
-                    caller_page = await context.new_page()
-                    callee_page = await context.new_page()
-                    await callee_page.goto(f"{relay.url}/?token=bob-secret&autoanswer=1")
-                    await caller_page.goto(f"{relay.url}/?token=alice-secret")
-                    for page in (caller_page, callee_page):
-                        await page.wait_for_function("window.caller.signedIn",
-                                                     timeout=WAIT_S * 1000)
-                        await page.evaluate(HOOKS)
-                    for scenario in SCENARIOS:
-                        warmup[scenario] = await one_call(scenario, caller_page, callee_page,
-                                                          kiosk, plain)
-                    for n in range(calls):
-                        order = SCENARIOS[n % 3:] + SCENARIOS[:n % 3]
-                        for scenario in order:
-                            rows[scenario].append(await one_call(
-                                scenario, caller_page, callee_page, kiosk, plain))
-                finally:
-                    await browser.close()
-                    await plain.stop()
+            try:
+                await plain.process.start()
+                plain.start_reading()
+                async with async_playwright() as playwright:
+                    browser = await playwright.chromium.launch(
+                        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+                    try:
+                        context = await browser.new_context()
+                        caller_page = await context.new_page()
+                        callee_page = await context.new_page()
+                        await callee_page.goto(f"{relay.url}/?token=bob-secret&autoanswer=1")
+                        await caller_page.goto(f"{relay.url}/?token=alice-secret")
+                        for page in (caller_page, callee_page):
+                            await page.wait_for_function("window.caller.signedIn",
+                                                         timeout=WAIT_S * 1000)
+                            await page.evaluate(HOOKS)
+                        for scenario in SCENARIOS:
+                            warmup[scenario] = await one_call(
+                                scenario, caller_page, callee_page, kiosk, plain)
+                        for n in range(calls):
+                            order = SCENARIOS[n % 3:] + SCENARIOS[:n % 3]
+                            for scenario in order:
+                                rows[scenario].append(await one_call(
+                                    scenario, caller_page, callee_page, kiosk, plain))
+                    finally:
+                        await browser.close()
+            finally:
+                await plain.stop()
 
     offsets = [abs(r["page_clock"][k]) for s in SCENARIOS for r in rows[s]
                for k in ("caller_offset_ms", "callee_offset_ms")]
