@@ -498,6 +498,11 @@ class KioskScreen:
 
     def _render_main(self, ready: concurrent.futures.Future[tuple[int, int]]) -> None:
         os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+        # We blit one converted frame per flip; SDL's default streams the window through an
+        # OpenGL texture, which without a GPU is Mesa's software llvmpipe: measured here, it
+        # cost 0.12 CPU s per call second and ~100 MB RSS (docs/measurements.md). Set the
+        # variable to 1 in the service's environment to try the GPU path on a given board.
+        os.environ.setdefault("SDL_FRAMEBUFFER_ACCELERATION", "0")
         try:
             import pygame
         except ImportError as exc:
