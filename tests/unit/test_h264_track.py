@@ -29,6 +29,7 @@ from kioskd.media.h264 import (
 )
 from kioskd.media.measure import MeasuringSink
 from kioskd.media.synthetic import SyntheticCamera, TestPattern, wall_clock_ms
+from tests.support.waiting import wait_until
 
 SPS = b"\x67\x42\xc0\x1f\xda\x02\x80\xbf\xe5\x84\x04"
 PPS = b"\x68\xce\x3c\x80"
@@ -268,14 +269,6 @@ async def connect(track, prefer_h264: bool = True):
     await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
     await sender_pc.setRemoteDescription(receiver_pc.localDescription)
     return sender_pc, receiver_pc, transceiver.sender, sink
-
-
-async def wait_until(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 @pytest.mark.netns

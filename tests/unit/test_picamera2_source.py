@@ -31,19 +31,12 @@ from kioskd.media.stamp import read_stamp_from_frame
 from kioskd.media.v4l2 import CameraUnavailable
 
 from tests.conftest import _forget_picamera2
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
 def fake(fake_picamera2):
     return fake_picamera2
-
-
-async def wait_until(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 # -- opening --------------------------------------------------------------------------------
