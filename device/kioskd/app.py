@@ -325,10 +325,7 @@ class KioskApp:
                 self._spawn(self._start_speaker(media))
             media.speaker.add_track(track)
         else:
-            if media.sink is None:
-                media.sink = self._new_sink()
-                self._spawn(self._start_sink(media))
-            media.sink.add_track(track)
+            self._call_sink(media).add_track(track)
         log.info("call %s: receiving %s", call.id, track.kind)
 
     async def _start_speaker(self, media: CallMedia) -> None:
@@ -338,25 +335,16 @@ class KioskApp:
             log.error("%s; the caller's audio is not played (still drained)", exc)
             self.media_errors["audio.sink"] = str(exc)
             tracks, media.speaker = media.speaker.tracks, None
-            if media.sink is None:
-                media.sink = self._new_sink()
-                self._spawn(self._start_sink(media))
             for track in tracks:
-                media.sink.add_track(track)
+                self._call_sink(media).add_track(track)
 
-    async def _start_sink(self, media: CallMedia) -> None:
-        try:
-            await media.sink.start()
-        except Exception as exc:
-            # No screen must not mean no call: keep draining (and counting) without it.
-            log.error("%s; the call goes on without showing video", exc)
-            self.media_errors["display.mode"] = str(exc)
-            fallback = registry.resolve(registry.VIDEO_SINKS, "none")()
-            for track in list(media.sink.tracks):
-                fallback.add_track(track)
-            media.sink = fallback
-            await fallback.start()
-            await self._notify_state()
+    def _call_sink(self, media: CallMedia) -> Any:
+        """The call's one draining sink, made and started on first use. Its start cannot fail
+        for want of a screen: the screen is opened once, at start-up (_open_screen)."""
+        if media.sink is None:
+            media.sink = self._new_sink()
+            self._spawn(media.sink.start())
+        return media.sink
 
     async def _accept(self, session: RtcSession, effect: ev.AcceptOffer) -> None:
         call = effect.call
