@@ -53,3 +53,14 @@ async def test_tap_on_answer_in_manual_mode_answers_then_keys_mute_and_hang_up(r
         assert ended["reason"] == "hangup"
         await kiosk.wait_for_state(State.IDLE)
         await kiosk.screen.wait_for_screen("outcome")  # "Call ended", then idle again
+
+
+async def test_a_slow_connection_shows_the_connecting_screen(relay, alice):
+    # The screen holds "connecting" back for a moment (drawing it would slow the answer);
+    # a connection that takes longer must still show it. Without the caller's candidates,
+    # this one never completes.
+    async with running_kiosk(relay.url, "display.mode=window") as kiosk:
+        await kiosk.screen.wait_for_screen("idle")
+        await alice.call("kiosk", trickle=False)
+        await kiosk.wait_for_state(State.CONNECTING)
+        await kiosk.screen.wait_for_screen("connecting")

@@ -133,8 +133,9 @@ class ScriptedCaller:
                                                  "callId": self.call_id})
 
     async def call(self, peer: Any, call_type: str = "video", *, candidates_first: bool = False,
-                   call_id: str | None = None) -> None:
-        """Send an offer like a browser: candidates trickled behind it (or ahead of it)."""
+                   call_id: str | None = None, trickle: bool = True) -> None:
+        """Send an offer like a browser: candidates trickled behind it (or ahead of it; or,
+        with trickle=False, never: then the connection cannot complete)."""
         self.peer = peer
         self.call_id = call_id or uuid.uuid4().hex[:8]
         self.connected.clear()
@@ -143,7 +144,9 @@ class ScriptedCaller:
         sdp, candidates = split_candidates(self.pc.localDescription.sdp)
         offer = {"to": peer, "offer": {"type": "offer", "sdp": sdp}, "type": call_type,
                  "callId": self.call_id}
-        if candidates_first:
+        if not trickle:
+            await self.emit("webrtc:offer", offer)
+        elif candidates_first:
             await self._trickle(candidates)
             await self.emit("webrtc:offer", offer)
         else:
