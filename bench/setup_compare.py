@@ -1,10 +1,9 @@
 """Call set-up, side by side: the same browser caller calls three answerers in turn.
 
-- browser -> kiosk: the kiosk in-process (`running_kiosk`), answering 640x480@24, rendering the
-  caller's video in a window (`display.mode=window`) on a private Xvfb;
+- browser -> kiosk: `python -m kioskd` in its own process (the shipped config file), answering
+  640x480@24, rendering the caller's video in a window (`display.mode=window`) on a private Xvfb;
 - browser -> plain aiortc: `python -m bench.plain_answerer` in its own process, an answerer
-  written the way aiortc's examples are (renders nothing); in its own process so that the
-  in-process kiosk's screen thread never competes with it for the GIL;
+  written the way aiortc's examples are (renders nothing);
 - browser -> browser: a second Chromium page on the same relay, `?autoanswer=1`.
 
 The caller is the relay's caller page (`/`) in headless Chromium (Debian's, via Playwright, a
@@ -58,7 +57,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from bench.call_setup import summary
 from tests.support import netns
@@ -69,6 +68,7 @@ TARGET = {"browser_to_kiosk": "kiosk", "browser_to_plain_aiortc": "plain",
           "browser_to_browser": "42"}
 PLAIN_TOKEN = "plain-secret"
 WAIT_S = 15.0
+STATUS_POLL_S = 0.02
 
 # Installed in each page once it is signed in: stamps caller.js's events and state changes
 # with the page's epoch clock, and the first frames its remote <video> presents.
@@ -162,9 +162,20 @@ class PlainEvents:
             await asyncio.gather(self._reader, return_exceptions=True)
 
 
-async def one_call(scenario: str, caller_page, callee_page, kiosk, plain) -> dict[str, Any]:
-    from kioskd.call.states import State
+async def kiosk_status(kiosk, ready: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """The kiosk's status (`kioskctl --json status`) once `ready` says yes (polled)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        status = await kiosk.status()
+        if ready(status):
+            return status
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"kiosk: still not ready after {WAIT_S} s: {status}")
+        await asyncio.sleep(STATUS_POLL_S)
 
+
+async def one_call(scenario: str, caller_page, callee_page, kiosk, plain,
+                   kiosk_display: str) -> dict[str, Any]:
     await caller_page.evaluate(RESET)
     await callee_page.evaluate(RESET)
     plain.clear()  # the last call's milestones
@@ -175,16 +186,18 @@ async def one_call(scenario: str, caller_page, callee_page, kiosk, plain) -> dic
 
     result: dict[str, Any] = {"first_frame_on_screen": None, "first_frame_decoded": None}
     if scenario == "browser_to_kiosk":
-        await kiosk.wait_for_state(State.CONNECTED, WAIT_S)
-        result["answerer_connected"] = kiosk.machine.call.connected_at * 1000
-        sink = kiosk.media.sink
-        if hasattr(sink, "wait_for_rendered"):
-            await sink.wait_for_rendered(1, timeout=WAIT_S)
-            result["first_frame_on_screen"] = wall_ms(sink.stats()["first_rendered_at"])
-        else:  # --kiosk-display none
-            await sink.wait_for_frames(video=1, timeout=WAIT_S)
-        result["first_frame_decoded"] = wall_ms(sink.first_video_at)
-        result["video_size"] = sink.video_size
+        # Read through the control socket once the caller is connected, so that the polling
+        # costs the kiosk nothing while it answers.
+        await mark_of(caller_page, "connected")
+        status = await kiosk_status(kiosk, lambda s: s["call"] and (
+            s["call"]["media"].get("first_rendered_at" if kiosk_display == "window"
+                                   else "first_video_at") is not None))
+        media = status["call"]["media"]
+        result["answerer_connected"] = status["call"]["connected_at"] * 1000
+        if media.get("first_rendered_at") is not None:
+            result["first_frame_on_screen"] = wall_ms(media["first_rendered_at"])
+        result["first_frame_decoded"] = wall_ms(media["first_video_at"])
+        result["video_size"] = media["video_size"]
     elif scenario == "browser_to_plain_aiortc":
         result["answerer_connected"] = await plain.wait_for("connected")
         result["first_frame_decoded"] = await plain.wait_for("first_video")
@@ -212,8 +225,8 @@ async def one_call(scenario: str, caller_page, callee_page, kiosk, plain) -> dic
     # Hang up from the caller page; the answerer must be idle before the next call.
     await caller_page.click("#hangup")
     if scenario == "browser_to_kiosk":
-        await kiosk.wait_for_state(State.IDLE, WAIT_S)
-        row["kiosk_offer_received_to_connected_ms"] = kiosk.last_call["setup_ms"]
+        status = await kiosk_status(kiosk, lambda s: s["state"] == "idle")
+        row["kiosk_offer_received_to_connected_ms"] = status["last_call"]["setup_ms"]
     elif scenario == "browser_to_plain_aiortc":
         await plain.wait_for("idle")
     else:
@@ -235,17 +248,18 @@ def collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
 async def run(calls: int, kiosk_display: str) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
-    from bench.cpu_per_call_second import PlainProcess
+    from bench.cpu_per_call_second import KioskdProcess, PlainProcess, started
     from kioskd.relay.server import running_relay
     from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
-    from tests.integration.conftest import TOKENS, running_kiosk
+    from tests.integration.conftest import TOKENS
 
     tokens = {**TOKENS, PLAIN_TOKEN: {"userId": "plain", "username": "Plain aiortc"}}
     rows: dict[str, list[dict[str, Any]]] = {s: [] for s in SCENARIOS}
     warmup: dict[str, dict[str, Any]] = {}
     async with running_relay(tokens) as relay:
-        async with running_kiosk(relay.url, f"display.mode={kiosk_display}", "video.width=640",
-                                 "video.height=480", "video.fps=24") as kiosk:
+        kiosk = KioskdProcess(relay.url, f"display.mode={kiosk_display}", "video.width=640",
+                              "video.height=480", "video.fps=24")
+        async with started(kiosk):
             plain = PlainEvents(PlainProcess(relay.url, events=True))
             try:
                 await plain.process.start()
@@ -265,12 +279,13 @@ async def run(calls: int, kiosk_display: str) -> dict[str, Any]:
                             await page.evaluate(HOOKS)
                         for scenario in SCENARIOS:
                             warmup[scenario] = await one_call(
-                                scenario, caller_page, callee_page, kiosk, plain)
+                                scenario, caller_page, callee_page, kiosk, plain, kiosk_display)
                         for n in range(calls):
                             order = SCENARIOS[n % 3:] + SCENARIOS[:n % 3]
                             for scenario in order:
                                 rows[scenario].append(await one_call(
-                                    scenario, caller_page, callee_page, kiosk, plain))
+                                    scenario, caller_page, callee_page, kiosk, plain,
+                                    kiosk_display))
                     finally:
                         await browser.close()
             finally:
@@ -292,7 +307,7 @@ async def run(calls: int, kiosk_display: str) -> dict[str, Any]:
                        "uncertainty_ms_max": round(max(uncertainty), 2)},
         "warmup_call": {s: {k: v for k, v in warmup[s].items() if k.startswith("first")
                             or k.endswith("connected")} for s in SCENARIOS},
-        "kiosk": f"in-process, display.mode={kiosk_display}"
+        "kiosk": f"python -m kioskd (own process), display.mode={kiosk_display}"
                  f"{' (1280x720 on Xvfb)' if kiosk_display == 'window' else ''}, "
                  "sends 640x480@24",
         "plain_aiortc": "python -m bench.plain_answerer (own process), sends 640x480@24, "

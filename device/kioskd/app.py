@@ -568,6 +568,7 @@ class KioskApp:
                 "peer_name": call.peer_name,
                 "direction": call.direction,
                 "type": call.call_type,
+                "connected_at": call.connected_at,  # epoch seconds
                 "connected_for_s": round(time.time() - call.connected_at, 1)
                 if call.connected_at else None,
                 "media": self.media.counts(),

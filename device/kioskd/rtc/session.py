@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -19,13 +20,14 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.sdp import SessionDescription as ParsedSdp
 from aiortc.sdp import candidate_from_sdp
 
 from ..media.h264 import attach_sender, h264_preferences, is_pre_encoded
 from ..protocol import IceCandidate, SessionDescription
 
 log = logging.getLogger(__name__)
+
+_M_LINE = re.compile(r"^m=([a-z]+) ", re.MULTILINE)
 
 
 class RtcError(Exception):
@@ -44,12 +46,12 @@ class MediaPlan:
 
 
 def offered_kinds(sdp: str) -> list[str]:
-    """The media kinds of an offer, in m-line order; raises RtcError on SDP aiortc can't parse."""
-    try:
-        parsed = ParsedSdp.parse(sdp)
-    except Exception as exc:  # aiortc's parser raises whatever the bad line provokes
-        raise RtcError(f"unparseable SDP: {exc!r}") from None
-    kinds = [m.kind for m in parsed.media if m.kind in ("audio", "video")]
+    """The media kinds of an offer, in m-line order; raises RtcError if it has none.
+
+    A scan of the m-lines, not a parse: setRemoteDescription parses the offer anyway (and
+    refuses a broken one), and a second full parse costs the answer a third of a millisecond.
+    """
+    kinds = [kind for kind in _M_LINE.findall(sdp) if kind in ("audio", "video")]
     if not kinds:
         raise RtcError("the SDP has no audio or video section")
     return kinds
