@@ -27,6 +27,7 @@ from kioskd.media.synthetic import SyntheticCamera, TestPattern
 from kioskd.ui import KioskScreen, View, make_video_sink
 from kioskd.ui import screens
 from kioskd.ui import view as v
+from kioskd.ui.screen import SCALING
 from tests.support.xvfb import running_xvfb
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screens" / "xvfb"
@@ -167,8 +168,8 @@ async def test_fullscreen_kiosk_on_x(on_x, monkeypatch):
         x, y, w, h = layout.regions["video"]
         assert (x, y, w, h) == (160, 0, 960, 720)  # 4:3 letterboxed in 16:9
         expected = np.zeros_like(shown)
-        expected[y:y + h, x:x + w] = frame.reformat(width=w, height=h,
-                                                    format="rgb24").to_ndarray()
+        expected[y:y + h, x:x + w] = frame.reformat(width=w, height=h, format="rgb24",
+                                                    interpolation=SCALING).to_ndarray()
         mask = overlay_mask(layout, shown.shape)
         diff = np.abs(shown.astype(np.int16) - expected)[mask]
         assert diff.mean() < 1.0 and np.percentile(diff, 99.9) <= 6
@@ -176,7 +177,8 @@ async def test_fullscreen_kiosk_on_x(on_x, monkeypatch):
         # Bottom-right as configured (lifted above the buttons while they show).
         assert (px, py, pw, ph) == screens.pip_rect(SIZE, (320, 240), "bottom-right", True)
         assert px + pw / 2 > SIZE[0] / 2 and py + ph / 2 > SIZE[1] / 2
-        mirrored = preview.reformat(width=pw, height=ph, format="rgb24").to_ndarray()[:, ::-1]
+        mirrored = preview.reformat(width=pw, height=ph, format="rgb24",
+                                    interpolation=SCALING).to_ndarray()[:, ::-1]
         assert np.abs(shown[py:py + ph, px:px + pw].astype(np.int16) - mirrored).mean() < 1.0
         save_png(shown, ARTIFACTS / "in_call.png")
 

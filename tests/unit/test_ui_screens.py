@@ -15,7 +15,7 @@ import numpy as np
 import pygame
 import pytest
 
-from kioskd.ui.screen import letterbox
+from kioskd.ui.screen import SCALING, letterbox
 from kioskd.media.synthetic import SyntheticCamera, SyntheticTone, TestPattern
 from kioskd.ui import KioskScreen, View, make_video_sink
 from kioskd.ui import screens
@@ -237,7 +237,8 @@ async def screen(dummy_video):
 def expected_picture(frame, screen_size=SIZE):
     """The screen a frame alone should give: the picture scaled into its letterbox, black bars."""
     x, y, w, h = letterbox((frame.width, frame.height), screen_size)
-    picture = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+    picture = frame.reformat(width=w, height=h, format="rgb24",
+                             interpolation=SCALING).to_ndarray()
     canvas = np.zeros((screen_size[1], screen_size[0], 3), dtype=np.uint8)
     canvas[y:y + h, x:x + w] = picture
     return canvas, (x, y, w, h)

@@ -157,6 +157,7 @@ def write_stamp(y_plane: np.ndarray, counter: int, capture_ms: int) -> None:
 
 
 @lru_cache(maxsize=16)
+@lru_cache(maxsize=8)  # one pair per layout and frame width; read on every frame
 def _sample_points(layout: Layout, width: int) -> tuple[np.ndarray, np.ndarray]:
     rows, columns = layout.rows, layout.columns
     cell = width / columns
