@@ -140,11 +140,10 @@ class KioskdProcess(AnswererProcess):
     name = "kioskd"
     peer = "kiosk"
 
-    def __init__(self, relay_url: str, *overrides: str, command: list[str] | None = None) -> None:
+    def __init__(self, relay_url: str, *overrides: str) -> None:
         super().__init__()
         self.relay_url = relay_url
         self.overrides = overrides
-        self.command = command or [sys.executable, "-m", "kioskd"]
         self.state = Path(tempfile.mkdtemp(prefix="kioskd-bench-"))
         self.socket = self.state / "control.sock"
 
@@ -154,7 +153,7 @@ class KioskdProcess(AnswererProcess):
         sets = [f"signaling.url={self.relay_url}", f"signaling.token_file={token}",
                 f"control.socket={self.socket}", f"calllog.path={self.state}/calls.sqlite3",
                 "log.level=info", *self.overrides]
-        argv = [*self.command, "--config", str(SHIPPED_CONFIG)]
+        argv = [sys.executable, "-m", "kioskd", "--config", str(SHIPPED_CONFIG)]
         for item in sets:
             argv += ["--set", item]
         await self._spawn(argv, dict(os.environ))

@@ -23,9 +23,8 @@ namespace (re-executes itself there).
 
     .venv/bin/python -m bench.memory_calls [--calls 200] [--repeats 3]
 
-`--trim` (diagnosis) runs kioskd through this module with a SIGUSR2 handler that calls
-gc.collect() and glibc's malloc_trim(0), and reads RSS again after it at each checkpoint:
-growth that disappears there is memory freed but kept by the allocator, not a leak.
+kioskd itself runs gc.collect() and glibc's malloc_trim(0) after each call
+(`kioskd.memory`); `--kiosk-set` passes more settings to it.
 """
 
 from __future__ import annotations
@@ -60,45 +59,18 @@ async def one_call(kiosk: KioskdProcess, caller) -> None:
     await kiosk.wait_for_log(IDLE_LINE, timeout=15)
 
 
-TRIM_FLAG = "--kioskd-with-trim"
-
-
-def kioskd_with_trim(argv: list[str]) -> int:
-    """kioskd itself, plus a SIGUSR2 handler that runs gc.collect() and glibc's
-    malloc_trim(0): how much of the RSS is memory freed but kept by the allocator (--trim)."""
-    import ctypes
-    import gc
-    import signal
-
-    from kioskd.cli import daemon_main
-
-    libc = ctypes.CDLL("libc.so.6")
-
-    def trim(signum: int, frame: Any) -> None:
-        gc.collect()
-        libc.malloc_trim(0)
-
-    signal.signal(signal.SIGUSR2, trim)
-    return daemon_main(argv)
-
-
 async def one_process(relay_url: str, calls: int, settle: float,
-                      kiosk_sets: tuple[str, ...], trim: bool = False) -> dict[str, Any]:
+                      kiosk_sets: tuple[str, ...]) -> dict[str, Any]:
     """One fresh kioskd process through `calls` calls: RSS at each checkpoint."""
-    import signal
-
     from tests.support.caller import ScriptedCaller
 
     width, height, fps = VIDEO
     checkpoints = sorted({n for n in REPORTED if n <= calls}
                          | set(range(TREND_EVERY, calls + 1, TREND_EVERY)))
     rss: dict[int, float] = {}
-    trimmed: dict[int, float] = {}
     frames_at_kiosk: set[int] = set()
-    command = [sys.executable, "-m", "bench.memory_calls", TRIM_FLAG] if trim else None
     kiosk = KioskdProcess(relay_url, "display.mode=window", f"video.width={width}",
-                          f"video.height={height}", f"video.fps={fps}", *kiosk_sets,
-                          command=command)
+                          f"video.height={height}", f"video.fps={fps}", *kiosk_sets)
     async with started(kiosk):
         caller = ScriptedCaller(relay_url, "alice-secret", video=VIDEO)
         await caller.connect()
@@ -110,10 +82,6 @@ async def one_process(relay_url: str, calls: int, settle: float,
                 if n in checkpoints:
                     await asyncio.sleep(settle)  # settle: not measured
                     rss[n] = rss_mb(kiosk.pid)
-                    if trim:
-                        os.kill(kiosk.pid, signal.SIGUSR2)
-                        await asyncio.sleep(1)  # the trim runs between two bytecodes
-                        trimmed[n] = rss_mb(kiosk.pid)
                     status = await kiosk.status()
                     if status["state"] != "idle":
                         raise RuntimeError(f"kioskd is {status['state']} after call {n}")
@@ -123,13 +91,7 @@ async def one_process(relay_url: str, calls: int, settle: float,
             await caller.close()
     growth = round(rss[200] - rss[50], 1) if 200 in rss and 50 in rss else None
     late = round(rss[200] - rss[100], 1) if 200 in rss and 100 in rss else None
-    extra: dict[str, Any] = {}
-    if trim:
-        extra = {"trimmed_rss_mb": {str(n): round(trimmed[n], 1) for n in sorted(trimmed)},
-                 "trimmed_growth_mb_call_50_to_200": round(trimmed[200] - trimmed[50], 1)
-                 if 200 in trimmed and 50 in trimmed else None}
     return {
-        **extra,
         "rss_mb": {"before_first_call": round(rss[0], 1),
                    **{f"after_call_{n}": round(rss[n], 1) for n in REPORTED if n in rss}},
         "growth_mb_call_50_to_200": growth,
@@ -140,15 +102,15 @@ async def one_process(relay_url: str, calls: int, settle: float,
     }
 
 
-async def run(calls: int, settle: float, repeats: int, kiosk_sets: tuple[str, ...],
-              trim: bool = False) -> dict[str, Any]:
+async def run(calls: int, settle: float, repeats: int,
+              kiosk_sets: tuple[str, ...]) -> dict[str, Any]:
     from kioskd.relay.server import running_relay
     from tests.integration.conftest import TOKENS
 
     width, height, fps = VIDEO
     started_at = time.monotonic()
     async with running_relay(TOKENS) as relay:
-        processes = [await one_process(relay.url, calls, settle, kiosk_sets, trim)
+        processes = [await one_process(relay.url, calls, settle, kiosk_sets)
                      for _ in range(repeats)]
     elapsed = time.monotonic() - started_at
 
@@ -163,12 +125,6 @@ async def run(calls: int, settle: float, repeats: int, kiosk_sets: tuple[str, ..
         "growth_mb_call_50_to_200": {"median": median_of("growth_mb_call_50_to_200"),
                                      "each": [p["growth_mb_call_50_to_200"]
                                               for p in processes]},
-        **({"trimmed_growth_mb_call_50_to_200": {
-            "median": median_of("trimmed_growth_mb_call_50_to_200"),
-            "each": [p["trimmed_growth_mb_call_50_to_200"] for p in processes]},
-            "note": "--trim: RSS also read after gc.collect() + malloc_trim(0) at each "
-                    "checkpoint; that changes the later untrimmed readings too"}
-           if trim else {}),
         "growth_mb_call_100_to_200": {"median": median_of("growth_mb_call_100_to_200"),
                                       "each": [p["growth_mb_call_100_to_200"]
                                                for p in processes]},
@@ -185,8 +141,6 @@ async def run(calls: int, settle: float, repeats: int, kiosk_sets: tuple[str, ..
 
 
 def main() -> None:
-    if sys.argv[1:2] == [TRIM_FLAG]:  # we are the kioskd process of a --trim run
-        sys.exit(kioskd_with_trim(sys.argv[2:]))
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3,
@@ -195,9 +149,6 @@ def main() -> None:
                         help="seconds left idle before each RSS reading")
     parser.add_argument("--kiosk-set", action="append", default=[], metavar="KEY=VALUE",
                         help="one more --set for kioskd, e.g. display.mode=none")
-    parser.add_argument("--trim", action="store_true",
-                        help="diagnosis: also read RSS after gc.collect() + malloc_trim(0) in "
-                             "kioskd (memory the allocator keeps vs memory still in use)")
     args = parser.parse_args()
     if not netns.in_private_netns():
         if not netns.can_create():
@@ -209,7 +160,7 @@ def main() -> None:
         os.environ.pop("SDL_VIDEODRIVER", None)
         os.environ.pop("WAYLAND_DISPLAY", None)
         print(json.dumps(asyncio.run(run(args.calls, args.settle, args.repeats,
-                                          tuple(args.kiosk_set), args.trim))))
+                                          tuple(args.kiosk_set)))))
 
 
 if __name__ == "__main__":
