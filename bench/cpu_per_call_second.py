@@ -346,10 +346,7 @@ def main() -> None:
                         help="one more --set for kioskd (to see what a setting costs), e.g. "
                              "display.preview=false or display.mode=none")
     args = parser.parse_args()
-    if not netns.in_private_netns():
-        if not netns.can_create():
-            sys.exit("bench: needs root to make a private network namespace")
-        netns.reexec_inside([sys.executable, "-m", "bench.cpu_per_call_second", *sys.argv[1:]])
+    netns.run_module_inside("bench.cpu_per_call_second")
     logging.basicConfig(level=logging.WARNING)
     with running_xvfb(1280, 720) as display:
         os.environ["DISPLAY"] = display

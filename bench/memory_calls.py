@@ -36,7 +36,6 @@ import logging
 import os
 import platform
 import statistics
-import sys
 import time
 from typing import Any
 
@@ -150,10 +149,7 @@ def main() -> None:
     parser.add_argument("--kiosk-set", action="append", default=[], metavar="KEY=VALUE",
                         help="one more --set for kioskd, e.g. display.mode=none")
     args = parser.parse_args()
-    if not netns.in_private_netns():
-        if not netns.can_create():
-            sys.exit("bench: needs root to make a private network namespace")
-        netns.reexec_inside([sys.executable, "-m", "bench.memory_calls", *sys.argv[1:]])
+    netns.run_module_inside("bench.memory_calls")
     logging.basicConfig(level=logging.WARNING)
     with running_xvfb(1280, 720) as display:
         os.environ["DISPLAY"] = display

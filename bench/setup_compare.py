@@ -55,7 +55,6 @@ import logging
 import os
 import platform
 import statistics
-import sys
 import time
 from typing import Any, Callable
 
@@ -324,10 +323,7 @@ def main() -> None:
     parser.add_argument("--kiosk-display", choices=("window", "none"), default="window",
                         help="the kiosk's display.mode (none: to see what the window costs)")
     args = parser.parse_args()
-    if not netns.in_private_netns():
-        if not netns.can_create():
-            sys.exit("bench: needs root to make a private network namespace")
-        netns.reexec_inside([sys.executable, "-m", "bench.setup_compare", *sys.argv[1:]])
+    netns.run_module_inside("bench.setup_compare")
     logging.basicConfig(level=logging.WARNING)
     with running_xvfb(1280, 720) as display:
         os.environ["DISPLAY"] = display
