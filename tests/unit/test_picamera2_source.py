@@ -28,7 +28,7 @@ from kioskd.media.picamera2 import (
     default_bitrate,
 )
 from kioskd.media.stamp import read_stamp_from_frame
-from kioskd.media.v4l2 import CameraUnavailable
+from kioskd.media.capture import CameraUnavailable
 
 from tests.conftest import _forget_picamera2
 from tests.support.waiting import wait_until
@@ -51,14 +51,16 @@ def test_without_picamera2_the_error_says_what_to_install(monkeypatch: pytest.Mo
 
 def test_no_camera(fake):
     fake.CAMERAS = 0
-    with pytest.raises(CameraUnavailable, match="finds no camera 0"):
+    with pytest.raises(CameraUnavailable, match="finds no camera 0") as error:
         Picamera2Camera(640, 480, 30, encode="software")
+    assert error.value.reason == "missing"
 
 
 def test_busy_camera(fake):
     fake.BUSY = True
-    with pytest.raises(CameraUnavailable, match="Device or resource busy"):
+    with pytest.raises(CameraUnavailable, match="Device or resource busy") as error:
         Picamera2Camera(640, 480, 30)
+    assert error.value.reason == "busy"
     assert not fake.open_cameras
 
 
