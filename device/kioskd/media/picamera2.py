@@ -125,8 +125,11 @@ def _open(camera_num: int, width: int, height: int, fps: float) -> tuple[Any, di
         main = picam2.camera_configuration()["main"]
     except Exception as exc:
         picam2.close()
+        # picamera2's message goes on with the whole configuration: the start says enough.
+        reason = str(exc) if len(str(exc)) <= 80 else str(exc)[:80] + "..."
         raise CameraUnavailable(
-            f"camera {camera_num} refused YUV420 {width}x{height}@{fps:g}: {exc}", "unsupported"
+            f"camera {camera_num} refused YUV420 {width}x{height}@{fps:g}: {reason}",
+            "unsupported",
         ) from None
     if tuple(main["size"]) != (width, height):
         log.warning("camera %d gives %dx%d, not %dx%d", camera_num, *main["size"], width, height)
