@@ -177,3 +177,15 @@ async def test_a_microphone_that_vanishes_mid_call_means_video_with_a_warning(
         await alice.sink.wait_for_frames(video=seen + 10, timeout=10)  # the picture goes on
         assert kiosk.machine.state is State.CONNECTED
         assert warnings(kiosk) == ("Microphone lost",)
+
+
+async def test_a_missing_microphone_means_video_with_a_warning(relay, alice):
+    pytest.importorskip("alsaaudio", reason="pyalsaaudio missing: scripts/setup.sh --test")
+    async with running_kiosk(relay.url, "audio.source=alsa",
+                             "audio.capture_device=kiosk_no_such_microphone") as kiosk:
+        await connected_call(kiosk, alice)
+        await alice.sink.wait_for_frames(video=10, timeout=15)
+        assert alice.sink.audio_frames == 0
+        assert 'device "kiosk_no_such_microphone"' in kiosk.status()["media_errors"]["audio.source"]
+        assert warnings(kiosk) == ("No microphone",)
+        assert kiosk._admin_error().startswith('Microphone missing: cannot open ALSA capture')
