@@ -126,9 +126,9 @@ def _open(camera_num: int, width: int, height: int, fps: float) -> tuple[Any, di
     except Exception as exc:
         picam2.close()
         # picamera2's message goes on with the whole configuration: the start says enough.
-        reason = str(exc) if len(str(exc)) <= 80 else str(exc)[:80] + "..."
+        said = str(exc) if len(str(exc)) <= 80 else str(exc)[:80] + "..."
         raise CameraUnavailable(
-            f"camera {camera_num} refused YUV420 {width}x{height}@{fps:g}: {reason}",
+            f"camera {camera_num} refused YUV420 {width}x{height}@{fps:g}: {said}",
             "unsupported",
         ) from None
     if tuple(main["size"]) != (width, height):
