@@ -24,7 +24,8 @@ from .call.machine import CallMachine, Timeouts
 from .call.states import State
 from .config import Config
 from .health import Notifier, status_line, watchdog_loop
-from .media import registry
+from .media import opening, registry
+from .media.capture import DeviceUnavailable
 from .media.switch import SwitchableTrack
 from .memory import release_free_memory
 from .metrics import KioskMetrics, MetricsServer
@@ -40,6 +41,13 @@ RTC_STATS_INTERVAL_S = 2.0  # how often a call's packet loss and RTT are sampled
 # DTLS handshake run (3-4 ms of set-up on a loopback call), and a connection that is quicker
 # than this goes straight from the last screen to the call's without a flash in between.
 CONNECTING_SCREEN_DELAY_S = 0.2
+
+# The local sources, by config key: the name the screen and the log give each.
+MEDIA_DEVICES = {"video.source": "camera", "audio.source": "microphone"}
+# A device error's reason (media.capture.REASONS, and "lost" mid-call) as the error screen
+# says it: "Camera busy: ...".
+PROBLEM_WORDS = {"missing": "missing", "busy": "busy", "unsupported": "refused its settings",
+                 "denied": "not allowed", "failed": "failed", "lost": "lost"}
 
 
 @dataclass
@@ -101,6 +109,8 @@ class KioskApp:
             lambda: self.metrics.reconnects.set_total(self.signaling.reconnects))
         self.calls: CallRecorder | None = None  # opened by run()
         self.media_errors: dict[str, str] = {}  # config key -> the last device error
+        self._media_reasons: dict[str, str] = {}  # config key -> that error's reason
+        self.media_notices: dict[str, str] = {}  # config key -> a fallback in use
         self.mic_muted = False
         self.camera_off = False
         self.screen: Any = None  # the kiosk's screen (ui.KioskScreen) when display.mode shows one
@@ -234,8 +244,9 @@ class KioskApp:
         self.media = CallMedia()
         media = self.media
         plan = MediaPlan(
-            audio_source=self._audio_source,
-            video_source=self._video_source if call.call_type == "video" else None,
+            audio_source=lambda: self._audio_source(call),
+            video_source=(lambda: self._video_source(call)) if call.call_type == "video"
+            else None,
             on_remote_track=lambda track: self._remote_track(media, call, track),
             video_codecs=self.config.rtc.video_codecs,
             ice_servers=self._ice_servers,
@@ -266,14 +277,13 @@ class KioskApp:
                 media.rtt_ms = round(max(rtts) * 1000, 1) if rtts else media.rtt_ms
             self.metrics.media(call.id, media.summary())
 
-    def _audio_source(self) -> MediaStreamTrack | None:
+    async def _audio_source(self, call: ev.Call) -> MediaStreamTrack | None:
         audio = self.config.audio
         options: dict[str, Any] = {"frequency": audio.tone_hz} if audio.source == "synthetic" \
             else {"device": audio.capture_device} if audio.source == "alsa" else {}
-        return self._open_source(registry.AUDIO_SOURCES, audio.source, options,
-                                 "the call goes on without the kiosk's sound")
+        return await self._open_source(call, registry.AUDIO_SOURCES, audio.source, [options])
 
-    def _video_source(self) -> MediaStreamTrack | None:
+    async def _video_source(self, call: ev.Call) -> MediaStreamTrack | None:
         video = self.config.video
         options: dict[str, Any] = {"width": video.width, "height": video.height,
                                    "fps": video.fps}
@@ -283,24 +293,84 @@ class KioskApp:
             options.update(device=video.device, input_format=video.input_format)
         elif video.source == "file":
             options.update(path=video.file)
-        return self._open_source(registry.VIDEO_SOURCES, video.source, options,
-                                 "the call goes on without the kiosk's picture")
+        modes = [options]
+        if video.source in ("picamera2", "v4l2"):  # real cameras: basic settings may still do
+            modes += opening.basic_modes(options)
+        return await self._open_source(call, registry.VIDEO_SOURCES, video.source, modes)
 
-    def _open_source(self, table: Any, name: str, options: dict[str, Any],
-                     consequence: str) -> MediaStreamTrack | None:
-        """A missing or busy device must not cost the call: it goes on with what remains."""
+    async def _open_source(self, call: ev.Call, table: Any, name: str,
+                           modes: list[dict[str, Any]]) -> MediaStreamTrack | None:
+        """A missing or busy device must not cost the call: it goes on with what remains.
+
+        The device is opened on a worker thread (blocking I/O, retried while busy, basic
+        settings if the configured ones are refused: media/opening.py); the track is wrapped
+        and recorded here, on the loop."""
+        key = table.setting
+        device = MEDIA_DEVICES[key]
         try:
-            track = SwitchableTrack(registry.resolve(table, name)(**options))
+            opened = await asyncio.to_thread(
+                lambda: opening.open_device(registry.resolve(table, name), modes,
+                                            f"{key} {name!r}"))
         except Exception as exc:
-            log.error("%s %r cannot be opened: %s; %s", table.setting, name, exc, consequence)
-            self.media_errors[table.setting] = str(exc)
+            reason = exc.reason if isinstance(exc, DeviceUnavailable) else "failed"
+            log.error("call %s: %s %r cannot be opened (%s): %s; the call goes on without the "
+                      "kiosk's %s", call.id, key, name, reason, exc,
+                      "picture" if device == "camera" else "sound")
+            self.media_notices.pop(key, None)
+            self._media_problem(key, reason, str(exc))
             return None
-        self.media_errors.pop(table.setting, None)
+        if self._session_call is not call:  # the call ended, or was replaced, meanwhile
+            opened.track.stop()
+            return None
+        self._media_problem(key, None)
+        if opened.fallback:
+            self.media_notices[key] = opened.fallback
+        else:
+            self.media_notices.pop(key, None)
+        track = SwitchableTrack(opened.track)
         track.off = self.mic_muted if track.kind == "audio" else self.camera_off
+        track.on_ended = lambda error: self._source_ended(call, key, error)
         if track.kind == "video" and self.screen is not None and self.config.display.preview:
             track.on_frame = self.screen.show_preview  # the picture-in-picture
         self._switches[track.kind] = track
         return track
+
+    def _source_ended(self, call: ev.Call, key: str, error: str) -> None:
+        """A camera or microphone failed during the call: the call goes on with what remains
+        (aiortc's sender just stops for that track); say so in the log, status and screen."""
+        if self._session_call is not call:
+            return
+        device = MEDIA_DEVICES[key]
+        log.error("call %s: %s lost mid-call: %s; the call goes on without it", call.id,
+                  device, error)
+        self._media_problem(key, "lost", f"{device} lost mid-call: {error}")
+        self._spawn(self._notify_state())
+
+    def _media_problem(self, key: str, reason: str | None, text: str = "") -> None:
+        """Record (or, with reason None, clear) a local source's problem; the screen shows it."""
+        if reason is None:
+            self.media_errors.pop(key, None)
+            self._media_reasons.pop(key, None)
+        else:
+            self.media_errors[key], self._media_reasons[key] = text, reason
+        self._update_view()
+
+    def _media_warnings(self, call: ev.Call | None) -> tuple[str, ...]:
+        """Short words for the in-call screen: what this call goes without, or makes do with."""
+        if call is None:
+            return ()
+        keys = ["video.source", "audio.source"] if call.call_type == "video" \
+            else ["audio.source"]
+        warnings = []
+        for key in keys:
+            device, reason = MEDIA_DEVICES[key], self._media_reasons.get(key)
+            if reason in ("busy", "lost"):
+                warnings.append(f"{device.capitalize()} {reason}")
+            elif reason is not None:
+                warnings.append(f"No {device}")
+            elif key in self.media_notices:
+                warnings.append(f"Basic {device} settings")
+        return tuple(warnings)
 
     def set_muted(self, kind: str, off: bool | None = None) -> bool:
         """Mute the microphone ("audio") or turn the camera off ("video"); None toggles.
@@ -375,6 +445,9 @@ class KioskApp:
     async def _offer(self, session: RtcSession, call: ev.Call) -> None:
         try:
             offer = await session.offer(call.call_type)
+        except RtcError as exc:
+            self.post(ev.RtcFailed(call.id, call.attempt, str(exc)))
+            return
         except Exception as exc:
             log.exception("call %s: creating the offer failed", call.id)
             self.post(ev.RtcFailed(call.id, call.attempt, repr(exc)))
@@ -471,6 +544,7 @@ class KioskApp:
             last_outcome_at=outcome[2] if outcome else None,
             error=self._admin_error(),
             contact_name=config.call.contact,
+            media_warnings=self._media_warnings(call),
         ))
 
     def _admin_error(self) -> str | None:
@@ -478,9 +552,14 @@ class KioskApp:
         if self.signaling.status == "unauthorized":
             return ("The signaling server refused this kiosk's token. Check "
                     "signaling.token_file, then restart kioskd.")
-        for key, text in (("video.source", "Camera"), ("audio.source", "Microphone")):
-            if key in self.media_errors:
-                return f"{text} missing: {self.media_errors[key]}. Check {key} and the cable."
+        for key, device in MEDIA_DEVICES.items():
+            if key not in self.media_errors:
+                continue
+            reason, error = self._media_reasons.get(key, "failed"), self.media_errors[key]
+            if reason == "lost":  # the error already says "camera lost mid-call: ..."
+                return f"{error[0].upper()}{error[1:]}. Check {key} and the cable."
+            cable = " and the cable" if reason in ("missing", "failed") else ""
+            return f"{device.capitalize()} {PROBLEM_WORDS[reason]}: {error}. Check {key}{cable}."
         return None
 
     def on_command(self, command: str) -> None:
@@ -580,6 +659,7 @@ class KioskApp:
             "camera_off": self.camera_off,
             "calls_finished": self.calls_finished,
             "media_errors": self.media_errors or None,
+            "media_notices": self.media_notices or None,
             "last_call": self.last_call or None,
         }
 

@@ -137,9 +137,13 @@ def _print_status(status: dict[str, Any]) -> None:
         print(f"  {call['direction']} {call['type']} call {call['call_id']} with {who}")
         if call["connected_for_s"] is not None:
             print(f"  connected for {call['connected_for_s']} s")
-        for kind, stats in call["media"].items():
-            frames = stats.get("video_frames") if kind == "video" else stats.get("audio_frames")
-            print(f"  received {kind}: {frames} frames")
+        media = call["media"]  # the call's receiving counts (app.CallMedia.counts)
+        print(f"  received video: {media.get('video_frames')} frames, "
+              f"audio: {media.get('audio_frames')} frames")
+    # A device the kiosk goes without, or a fallback it makes do with (docs/media.md).
+    for key, text in {**(status.get("media_notices") or {}),
+                      **(status.get("media_errors") or {})}.items():
+        print(f"  {key}: {text}")
     last = status.get("last_call")
     if last:
         print(f"  last call: {last['direction']} with {last['peer']}: {last['outcome']}"

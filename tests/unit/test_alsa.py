@@ -96,6 +96,7 @@ async def test_a_missing_device_is_a_clear_error(devices: dict[str, Path], direc
         else:
             await AlsaSpeaker("kiosk_nosuch").start()
     message = str(error.value)
+    assert error.value.reason == "missing"
     assert f'ALSA {direction} device "kiosk_nosuch"' in message
     assert ("arecord -L" if direction == "capture" else "aplay -L") in message
     assert f"audio.{direction}_device" in message
@@ -104,6 +105,17 @@ async def test_a_missing_device_is_a_clear_error(devices: dict[str, Path], direc
 def test_a_busy_device_says_what_to_do():
     message = alsa._advice("capture", "hw:1", "Device or resource busy")
     assert 'device "hw:1"' in message and "another program is using it" in message
+
+
+@pytest.mark.parametrize("error, reason", [
+    ("Device or resource busy", "busy"),  # EBUSY: another program has the card
+    ("No such file or directory", "missing"),  # an unknown PCM name, or card number
+    ("No such device", "missing"),  # plughw:CARD=Name of a card that is not there
+    ("Permission denied", "denied"),
+    ("Input/output error", "failed"),
+])
+def test_alsa_errors_have_a_reason(error, reason):
+    assert alsa._reason(error) == reason
 
 
 class FakePcm:

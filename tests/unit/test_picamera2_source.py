@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamError
 
 from kioskd.media.h264 import (
     PreEncodedH264Track,
@@ -19,6 +20,8 @@ from kioskd.media.h264 import (
     nal_type,
     nal_units,
 )
+from kioskd.media import opening
+from kioskd.media import picamera2 as picamera2_source
 from kioskd.media.measure import MeasuringSink
 from kioskd.media.picamera2 import (
     MIN_BITRATE,
@@ -28,7 +31,7 @@ from kioskd.media.picamera2 import (
     default_bitrate,
 )
 from kioskd.media.stamp import read_stamp_from_frame
-from kioskd.media.v4l2 import CameraUnavailable
+from kioskd.media.capture import CameraUnavailable
 
 from tests.conftest import _forget_picamera2
 from tests.support.waiting import wait_until
@@ -51,15 +54,76 @@ def test_without_picamera2_the_error_says_what_to_install(monkeypatch: pytest.Mo
 
 def test_no_camera(fake):
     fake.CAMERAS = 0
-    with pytest.raises(CameraUnavailable, match="finds no camera 0"):
+    with pytest.raises(CameraUnavailable, match="finds no camera 0") as error:
         Picamera2Camera(640, 480, 30, encode="software")
+    assert error.value.reason == "missing"
 
 
 def test_busy_camera(fake):
     fake.BUSY = True
-    with pytest.raises(CameraUnavailable, match="Device or resource busy"):
+    with pytest.raises(CameraUnavailable, match="Device or resource busy") as error:
         Picamera2Camera(640, 480, 30)
+    assert error.value.reason == "busy"
     assert not fake.open_cameras
+
+
+def test_a_busy_camera_freed_while_retrying_is_opened(fake):
+    fake.BUSY = True
+
+    def another_process_lets_go(seconds: float) -> None:  # opening's sleep between retries
+        fake.BUSY = False
+
+    opened = opening.open_device(Picamera2Camera, [dict(width=320, height=240, fps=30)],
+                                 "video.source 'picamera2'", sleep=another_process_lets_go)
+    assert fake.busy_refusals == 1 and opened.fallback is None
+    assert fake.open_cameras == {0}
+    opened.track.stop()
+
+
+def test_a_refused_mode_is_unsupported_and_lets_go_of_the_camera(fake):
+    fake.MAX_SIZE = (640, 480)
+    with pytest.raises(CameraUnavailable, match="refused YUV420 1280x720@30: Configuration "
+                                                "failed") as error:
+        Picamera2Camera(1280, 720, 30, encode="software")
+    assert error.value.reason == "unsupported" and len(str(error.value)) < 200
+    assert not fake.open_cameras
+
+
+async def test_a_refused_mode_falls_back_to_the_basic_settings(fake):
+    fake.MAX_SIZE = (640, 480)
+    mode = dict(width=1280, height=720, fps=30, encode="hardware", bitrate=2_500_000)
+    opened = opening.open_device(Picamera2Camera, [mode, *opening.basic_modes(mode)],
+                                 "video.source 'picamera2'")
+    assert opened.fallback == "refused 1280x720@30; using the basic settings 640x480@24"
+    config = fake.instances[-1].camera_configuration()
+    assert config["main"]["size"] == (640, 480)
+    assert config["controls"]["FrameDurationLimits"] == (41667, 41667)
+    await opened.track.recv()
+    assert fake.encoders[-1].bitrate == default_bitrate(640, 480, 24)
+    opened.track.stop()
+
+
+@pytest.mark.parametrize("encode", ["software", "hardware"])
+async def test_an_unplugged_camera_ends_its_track_with_an_error(fake, monkeypatch, encode):
+    monkeypatch.setattr(picamera2_source, "CAMERA_STALL_S", 0.5)
+    monkeypatch.setattr(picamera2_source, "CAPTURE_WAIT_S", 0.1)
+    track = Picamera2Camera(320, 240, 30, encode=encode)
+    for _ in range(3):
+        await track.recv()
+    fake.unplug(0)
+    started = time.monotonic()
+    with pytest.raises(MediaStreamError):
+        for _ in range(100):  # what was captured before, then the end
+            await asyncio.wait_for(track.recv(), 5)
+    assert 0.4 < time.monotonic() - started < 3
+    assert track.error == ("camera 0 sent no frames for 0.5 s: unplugged, or its ribbon cable "
+                           "is loose")
+    assert track.stats()["error"] == track.error
+    track.stop()
+    await wait_until(lambda: not fake.open_cameras)
+    with pytest.raises(CameraUnavailable) as error:  # and it stays gone
+        Picamera2Camera(320, 240, 30, encode=encode)
+    assert error.value.reason == "missing"
 
 
 def test_unknown_encode_mode(fake):

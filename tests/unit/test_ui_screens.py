@@ -205,6 +205,23 @@ def test_ringing_animates_and_the_audio_meter_follows_the_level(theme):
     assert loud.regions["meter_lit"][2] > 3 * quiet.regions["meter_lit"][2] > 0
 
 
+@pytest.mark.parametrize("name, call_type", [(v.IN_CALL, "video"), (v.AUDIO_CALL, "audio")])
+def test_media_warnings_are_amber_pills_beside_mic_off(theme, name, call_type):
+    view = View(state="connected", call_type=call_type, peer_name="Alice", mic_muted=True,
+                media_warnings=("No microphone", "Camera lost"), **ONLINE)
+    drawn, pixels = draw_offscreen(theme, name, view)
+    mic_off, first, second = (drawn.regions[r] for r in
+                              ("mic_off", "media_warning_0", "media_warning_1"))
+    assert mic_off[0] + mic_off[2] <= first[0] and first[0] + first[2] <= second[0]
+    assert second[0] + second[2] <= SIZE[0] and first[1] == mic_off[1]
+    for x, y, w, h in (first, second):
+        corner = pixels[y + h // 2, x + 2]  # the pill's edge, beside its text
+        assert tuple(corner) == screens.AMBER
+        assert lit_share(pixels, (x, y, w, h)) > 0.5
+    plain, _ = draw_offscreen(theme, name, View(state="connected", call_type=call_type))
+    assert not any(r.startswith("media_warning") for r in plain.regions)
+
+
 @pytest.mark.parametrize("corner", screens.CORNERS)
 def test_pip_rect_sits_in_its_corner(corner):
     x, y, w, h = screens.pip_rect(SIZE, (640, 480), corner)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import fractions
 import glob
 import threading
@@ -13,10 +14,12 @@ import av
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
+from kioskd.media import v4l2
+from kioskd.media.capture import CameraUnavailable
 from kioskd.media.file import FileCamera
 from kioskd.media.stamp import read_stamp_from_frame
 from kioskd.media.synthetic import TestPattern
-from kioskd.media.v4l2 import CameraUnavailable, V4l2Camera
+from kioskd.media.v4l2 import V4l2Camera
 
 
 def make_video(path: Path, frames: int = 15, fps: int = 15, size=(320, 240)) -> Path:
@@ -40,13 +43,32 @@ def make_video(path: Path, frames: int = 15, fps: int = 15, size=(320, 240)) -> 
 
 def test_a_missing_device_is_a_clear_error():
     device = "/dev/video0" if not glob.glob("/dev/video*") else "/dev/video-kioskd-missing"
-    with pytest.raises(CameraUnavailable, match="does not exist: no camera is plugged in"):
+    with pytest.raises(CameraUnavailable, match="does not exist: no camera is plugged in") \
+            as error:
         V4l2Camera(device, 640, 480, 30)
+    assert error.value.reason == "missing"
 
 
 def test_a_device_that_is_not_a_camera_is_a_clear_error():
-    with pytest.raises(CameraUnavailable, match="/dev/null is not a V4L2 capture device"):
+    with pytest.raises(CameraUnavailable, match="/dev/null is not a V4L2 capture device") \
+            as error:
         V4l2Camera("/dev/null", 640, 480, 30)
+    assert error.value.reason == "missing"
+
+
+@pytest.mark.parametrize("error, reason, words", [
+    (OSError(errno.EBUSY, "Device or resource busy"), "busy", "is busy: another program"),
+    (av.error.OSError(errno.EBUSY, "Device or resource busy"), "busy", "is busy"),
+    (OSError(errno.ENODEV, "No such device"), "missing", "does not exist"),
+    (PermissionError(errno.EACCES, "Permission denied"), "denied", "video group"),
+    # PyAV raises EINVAL as av.error.ArgumentError, a ValueError: the driver refused the mode.
+    (av.error.ArgumentError(errno.EINVAL, "Invalid argument"), "unsupported",
+     "refused mjpeg 1280x720@30"),
+    (OSError(errno.EIO, "Input/output error"), "failed", "failed with mjpeg 1280x720@30"),
+])
+def test_open_errors_say_why_with_a_reason(error, reason, words):
+    unavailable = v4l2._open_error("/dev/video0", error, "mjpeg 1280x720@30")
+    assert unavailable.reason == reason and words in str(unavailable)
 
 
 def test_an_unknown_input_format_is_refused():
@@ -135,11 +157,12 @@ async def test_a_file_is_scaled_and_its_rate_capped(tmp_path: Path):
 
 
 def test_a_missing_or_unreadable_file_is_a_clear_error(tmp_path: Path):
-    with pytest.raises(CameraUnavailable, match="does not exist"):
+    with pytest.raises(CameraUnavailable, match="does not exist") as missing:
         FileCamera(tmp_path / "nothing.mp4")
     (tmp_path / "junk.mp4").write_bytes(b"not a video")
-    with pytest.raises(CameraUnavailable, match="can't be read"):
+    with pytest.raises(CameraUnavailable, match="can't be read") as unreadable:
         FileCamera(tmp_path / "junk.mp4")
+    assert (missing.value.reason, unreadable.value.reason) == ("missing", "unsupported")
 
 
 async def test_stop_ends_the_thread_and_recv(tmp_path: Path):

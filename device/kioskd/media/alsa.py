@@ -28,6 +28,7 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from .capture import DeviceUnavailable
 from .measure import MeasuringSink
 from .synthetic import _StreamClock  # the synthetic tone's clock: one pacing rule for both
 
@@ -42,20 +43,32 @@ PLAYBACK_DEVICE_PERIODS = 3  # the card's own buffer, in periods: 60 ms at 20 ms
 FIRST_PERIOD_TIMEOUT_S = 0.2  # how long the first recv() waits for the device's first period
 
 
-class AlsaDeviceError(RuntimeError):
+class AlsaDeviceError(DeviceUnavailable):
     """An ALSA device cannot be opened; the message names it and says what to do."""
+
+
+def _reason(error: str) -> str:
+    """The DeviceUnavailable reason of pyalsaaudio's message (libasound's strerror)."""
+    lowered = error.lower()
+    if "busy" in lowered:  # EBUSY: "Device or resource busy"
+        return "busy"
+    if "no such" in lowered or "unknown" in lowered:  # ENOENT, ENODEV: no card, no PCM name
+        return "missing"
+    if "permission" in lowered:
+        return "denied"
+    return "failed"
 
 
 def _advice(direction: str, device: str, error: str) -> str:
     listing = "arecord -L" if direction == "capture" else "aplay -L"
     setting = "audio.capture_device" if direction == "capture" else "audio.playback_device"
-    lowered = error.lower()
-    if "busy" in lowered:
+    reason = _reason(error)
+    if reason == "busy":
         hint = ("another program is using it (see `fuser -v /dev/snd/*`): stop it, or use a "
                 'shared device such as "default" or a dsnoop/dmix one')
-    elif "no such" in lowered or "unknown" in lowered:
+    elif reason == "missing":
         hint = f"no such device here: `{listing}` lists the {direction} devices; set {setting}"
-    elif "permission" in lowered:
+    elif reason == "denied":
         hint = 'permission denied: add the kiosk user to the "audio" group'
     else:
         hint = f"`{listing}` lists the {direction} devices; set {setting}"
@@ -78,7 +91,7 @@ def open_pcm(
     except alsaaudio.ALSAAudioError as exc:
         # pyalsaaudio's message is "<strerror> [<device>]"; keep the first part.
         error = str(exc).rsplit(" [", 1)[0]
-        raise AlsaDeviceError(_advice(direction, device, error)) from None
+        raise AlsaDeviceError(_advice(direction, device, error), _reason(error)) from None
     info = pcm.info()
     # The PCM takes the nearest settings the device has; a raw hw: device may not convert.
     if (info["rate"], info["channels"], info["format"]) != (
@@ -88,7 +101,8 @@ def open_pcm(
         raise AlsaDeviceError(
             f'ALSA {direction} device "{device}" cannot do {rate} Hz, {channels} channel(s), '
             f"16-bit: it offers {info['rate']} Hz, {info['channels']} channel(s), "
-            f"{info['format_name']}; use a converting device (\"default\" or \"plughw:...\")"
+            f"{info['format_name']}; use a converting device (\"default\" or \"plughw:...\")",
+            "unsupported",
         )
     return pcm, info
 

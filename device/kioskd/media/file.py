@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import av
 
-from .v4l2 import CameraUnavailable, ThreadedVideoTrack
+from .capture import CameraUnavailable, ThreadedVideoTrack
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,16 @@ class FileCamera(ThreadedVideoTrack):
         try:
             container = av.open(self.path)
         except FileNotFoundError:
-            raise CameraUnavailable(f"video file {self.path} does not exist") from None
+            raise CameraUnavailable(f"video file {self.path} does not exist", "missing") from None
+        except PermissionError as exc:
+            raise CameraUnavailable(f"video file {self.path} can't be read: {exc}",
+                                    "denied") from None
         except (OSError, av.FFmpegError) as exc:
-            raise CameraUnavailable(f"video file {self.path} can't be read: {exc}") from None
+            raise CameraUnavailable(f"video file {self.path} can't be read: {exc}",
+                                    "unsupported") from None
         if not container.streams.video:
             container.close()
-            raise CameraUnavailable(f"video file {self.path} has no video stream")
+            raise CameraUnavailable(f"video file {self.path} has no video stream", "unsupported")
         container.streams.video[0].thread_type = "AUTO"
         return container
 
@@ -90,7 +94,8 @@ class FileCamera(ThreadedVideoTrack):
             if not self.loop:
                 return
             if not decoded:
-                raise CameraUnavailable(f"video file {self.path} has no frames to play")
+                raise CameraUnavailable(f"video file {self.path} has no frames to play",
+                                        "unsupported")
             self.loops += 1
             offset, first = end, None
             self._container.close()

@@ -131,6 +131,7 @@ class PreEncodedH264Track(MediaStreamTrack):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup = asyncio.Event()
         self._producer_ended = False
+        self.error: str | None = None  # why the producer ended, if it failed
         # producer state
         self._waiting_for_keyframe = True
         self._sps: bytes | None = None
@@ -217,10 +218,13 @@ class PreEncodedH264Track(MediaStreamTrack):
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 pass
 
-    def end(self) -> None:
-        """The producer has finished: recv() raises MediaStreamError once the queue is empty."""
+    def end(self, error: str | None = None) -> None:
+        """The producer has finished (`error`: because it failed): recv() raises
+        MediaStreamError once the queue is empty."""
         with self._lock:
             self._producer_ended = True
+            if error is not None and self.error is None:
+                self.error = error
             loop = self._loop
         if loop is not None:
             try:
@@ -316,7 +320,7 @@ class PreEncodedH264Track(MediaStreamTrack):
         with self._lock:
             queued = len(self._queue)
         return {**self.counters, "queued": queued,
-                "last_bitrate_estimate": self.last_bitrate_estimate}
+                "last_bitrate_estimate": self.last_bitrate_estimate, "error": self.error}
 
 
 # -- the rtc session's hooks ----------------------------------------------------------------
@@ -371,6 +375,7 @@ def attach_sender(sender: RTCRtpSender, track: MediaStreamTrack | None = None) -
             name = codec.mimeType if codec is not None else "no codec"
             log.error("the far end refused H.264 (negotiated %s): the pre-encoded camera "
                       "sends nothing; offer H.264 or use video.encoder = \"software\"", name)
+            track.end(f"the far end refused H.264 (negotiated {name})")
             track.stop()
         await send(parameters)
 

@@ -33,13 +33,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import Any
 
 import av
 from aiortc.mediastreams import MediaStreamTrack
 
 from .h264 import PreEncodedH264Track
-from .v4l2 import CameraUnavailable, ThreadedVideoTrack
+from .capture import CameraUnavailable, ThreadedVideoTrack
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,10 @@ BITS_PER_PIXEL = 0.09  # default bitrate per pixel per frame: 2.5 Mbps at 720p30
 BITRATE_HYSTERESIS = 0.1  # follow estimates that differ by more than this share
 CAPTURE_WAIT_S = 1.0  # capture_request timeout, so the capture thread sees stop()
 CAMERA_RELEASE_WAIT_S = 5.0  # how long a new call waits for the last call's camera to close
+# A camera that delivers nothing for this long is gone. libcamera has no "unplugged" signal
+# that picamera2 passes on: requests just stop completing (or complete with errors, which
+# picamera2 drops), so silence is how a lost camera or a loose ribbon cable shows.
+CAMERA_STALL_S = 3.0
 
 # One lock per camera number, held by the track that has the camera open. Opening waits for
 # it, so a call that starts right after another doesn't find the camera still closing.
@@ -64,8 +69,22 @@ def _claim(camera_num: int) -> threading.Lock:
     with _camera_locks_lock:
         lock = _camera_locks.setdefault(camera_num, threading.Lock())
     if not lock.acquire(timeout=CAMERA_RELEASE_WAIT_S):
-        raise CameraUnavailable(f"camera {camera_num} is still held by the previous call")
+        raise CameraUnavailable(f"camera {camera_num} is still held by the previous call",
+                                "busy")
     return lock
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """picamera2 wraps libcamera's reason: "Camera __init__ sequence did not complete." from
+    "Failed to acquire camera: Device or resource busy"."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def _stalled(camera_num: int) -> CameraUnavailable:
+    return CameraUnavailable(f"camera {camera_num} sent no frames for {CAMERA_STALL_S:g} s: "
+                             "unplugged, or its ribbon cable is loose", "missing")
 
 
 def _open(camera_num: int, width: int, height: int, fps: float) -> tuple[Any, dict[str, Any]]:
@@ -75,21 +94,24 @@ def _open(camera_num: int, width: int, height: int, fps: float) -> tuple[Any, di
     except ImportError as exc:
         raise CameraUnavailable(
             "video.source picamera2 needs the picamera2 package (Raspberry Pi OS: apt install "
-            f"python3-picamera2, and a venv made with --system-site-packages): {exc}"
+            f"python3-picamera2, and a venv made with --system-site-packages): {exc}", "missing"
         ) from None
     try:
         picam2 = Picamera2(camera_num)
     except IndexError:
         raise CameraUnavailable(
             f"libcamera finds no camera {camera_num}: check the ribbon cable and that "
-            "`rpicam-hello --list-cameras` lists it"
+            "`rpicam-hello --list-cameras` lists it", "missing"
         ) from None
     except RuntimeError as exc:
-        cause = exc.__cause__ or exc
-        raise CameraUnavailable(
-            f"camera {camera_num} can't be opened ({cause}): another program (rpicam-*, "
-            "another kioskd) may be using it"
-        ) from None
+        cause = str(_root_cause(exc))
+        if "busy" in cause.lower():
+            raise CameraUnavailable(
+                f"camera {camera_num} is busy ({cause}): another program (rpicam-*, another "
+                "kioskd) is using it", "busy"
+            ) from None
+        raise CameraUnavailable(f"camera {camera_num} can't be opened ({cause})",
+                                "missing" if "not found" in cause.lower() else "failed") from None
     try:
         period_us = round(1_000_000 / fps)
         config = picam2.create_video_configuration(
@@ -103,8 +125,11 @@ def _open(camera_num: int, width: int, height: int, fps: float) -> tuple[Any, di
         main = picam2.camera_configuration()["main"]
     except Exception as exc:
         picam2.close()
+        # picamera2's message goes on with the whole configuration: the start says enough.
+        said = str(exc) if len(str(exc)) <= 80 else str(exc)[:80] + "..."
         raise CameraUnavailable(
-            f"camera {camera_num} refused YUV420 {width}x{height}@{fps:g}: {exc}"
+            f"camera {camera_num} refused YUV420 {width}x{height}@{fps:g}: {said}",
+            "unsupported",
         ) from None
     if tuple(main["size"]) != (width, height):
         log.warning("camera %d gives %dx%d, not %dx%d", camera_num, *main["size"], width, height)
@@ -210,6 +235,7 @@ class Picamera2H264Track(PreEncodedH264Track):
 
     The camera is opened and configured when the track is made (errors surface when the
     call starts) and started at the first recv() (off the event loop: it takes a while).
+    A camera that then goes silent for CAMERA_STALL_S ends the track, with `error` saying so.
     stop() closes the camera on a thread; the next call waits for it.
     """
 
@@ -219,6 +245,7 @@ class Picamera2H264Track(PreEncodedH264Track):
                  queue_size: int = 8) -> None:
         super().__init__(queue_size=queue_size)
         self.width, self.height, self.fps = width, height, fps
+        self.camera_num = camera_num
         bitrate = bitrate or default_bitrate(width, height, fps)
         self.keyframe_interval = keyframe_interval or max(1, round(fps * 2))
         self._held = _claim(camera_num)
@@ -236,6 +263,8 @@ class Picamera2H264Track(PreEncodedH264Track):
         self._started = False
         self._closed = False
         self._start_task: asyncio.Future[None] | None = None
+        self._last_output_at = time.monotonic()  # written by the encoder's thread
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def _make_encoder(self, bitrate: int, min_bitrate: int) -> None:
         try:
@@ -261,6 +290,7 @@ class Picamera2H264Track(PreEncodedH264Track):
             def outputframe(self, frame: Any, keyframe: bool = True, timestamp: Any = None,
                             packet: Any = None, audio: bool = False) -> None:
                 if not audio and frame is not None:
+                    track._last_output_at = time.monotonic()
                     track.push(frame, timestamp)
 
         self._output = TrackOutput()
@@ -294,10 +324,28 @@ class Picamera2H264Track(PreEncodedH264Track):
         if task.cancelled() or task.exception() is not None:
             error = "cancelled" if task.cancelled() else repr(task.exception())
             log.error("camera start failed: %s; the call goes on without video", error)
-            self.end()
+            self.end(f"camera {self.camera_num} did not start: {error}")
+            return
+        self._last_output_at = time.monotonic()
+        self._check_output()
+
+    def _check_output(self) -> None:
+        """On the loop, a few times per CAMERA_STALL_S while the track lives: a camera whose
+        encoder has gone silent is gone (see CAMERA_STALL_S)."""
+        if self.readyState != "live" or self.error is not None:
+            return
+        if time.monotonic() - self._last_output_at > CAMERA_STALL_S:
+            error = _stalled(self.camera_num)
+            log.error("%s", error)
+            self.end(str(error))
+            return
+        self._watchdog = asyncio.get_running_loop().call_later(CAMERA_STALL_S / 4,
+                                                               self._check_output)
 
     def stop(self) -> None:
         super().stop()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         threading.Thread(target=self._close_camera, name="camera close", daemon=True).start()
 
     def stats(self) -> dict[str, Any]:
@@ -317,7 +365,7 @@ class Picamera2YuvTrack(ThreadedVideoTrack):
     def __init__(self, width: int = 640, height: int = 480, fps: float = 24,
                  camera_num: int = 0) -> None:
         super().__init__(f"picamera2 {camera_num}")
-        self.fps = fps
+        self.fps, self.camera_num = fps, camera_num
         self._held = _claim(camera_num)
         try:
             self._picam2, main = _open(camera_num, width, height, fps)
@@ -330,11 +378,15 @@ class Picamera2YuvTrack(ThreadedVideoTrack):
         self._picam2.start()
         log.info("camera: %dx%d@%g, YUV420 for software encoding", self.width, self.height,
                  self.fps)
+        last_frame_at = time.monotonic()
         while not self._stopping.is_set():
             try:
                 request = self._picam2.capture_request(wait=CAPTURE_WAIT_S)
             except TimeoutError:
+                if time.monotonic() - last_frame_at > CAMERA_STALL_S:
+                    raise _stalled(self.camera_num) from None
                 continue
+            last_frame_at = time.monotonic()
             try:
                 array = request.make_array("main")
                 captured_ns = request.get_metadata().get("SensorTimestamp")

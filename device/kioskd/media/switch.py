@@ -3,15 +3,22 @@
 The wrapper keeps the source's timing (pts, time base, size), so the far end sees one
 continuous stream and nothing needs a new offer. Pre-encoded H.264 packets cannot be blacked
 out without an encoder: camera-off holds them back instead (the far end keeps the last picture).
+
+It is also where the app learns that a device failed mid-call: a source that ends by itself
+(its recv() raises MediaStreamError while the wrapper is still live) calls `on_ended` with the
+source's `error`. aiortc's sender then stops sending that track; the call goes on.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 import av
 import numpy as np
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+log = logging.getLogger(__name__)
 
 
 class SwitchableTrack(MediaStreamTrack):
@@ -22,11 +29,18 @@ class SwitchableTrack(MediaStreamTrack):
         self.off = False  # muted (audio) or camera off (video)
         # Sees every video frame sent (the local preview); must not block.
         self.on_frame: Callable[[av.VideoFrame], None] | None = None
+        # Called once, on the loop, with why, when the source ends without stop() (a device
+        # that failed mid-call); must not block.
+        self.on_ended: Callable[[str], None] | None = None
         self._black: av.VideoFrame | None = None
 
     async def recv(self):  # returns what the source returns, replaced while off
         while True:
-            frame = await self.source.recv()
+            try:
+                frame = await self.source.recv()
+            except MediaStreamError:
+                self._source_ended()
+                raise
             if self.off:
                 if isinstance(frame, av.AudioFrame):
                     frame = _silence_like(frame)
@@ -37,6 +51,16 @@ class SwitchableTrack(MediaStreamTrack):
             if self.on_frame is not None and isinstance(frame, av.VideoFrame):
                 self.on_frame(frame)
             return frame
+
+    def _source_ended(self) -> None:
+        if self.readyState != "live":
+            return  # stopped on purpose: the call ended
+        on_ended, self.on_ended = self.on_ended, None
+        if on_ended is not None:
+            try:
+                on_ended(getattr(self.source, "error", None) or "its source ended")
+            except Exception:  # the app's bookkeeping must not change how the track ends
+                log.exception("a %s track's on_ended callback failed", self.kind)
 
     def _black_like(self, frame: av.VideoFrame) -> av.VideoFrame:
         black = self._black

@@ -1,200 +1,44 @@
-"""A V4L2 camera (a USB webcam, /dev/videoN) read with PyAV, and the threaded capture base.
-
-`ThreadedVideoTrack` is what every blocking video source here is made of: one owned thread
-runs the device and hands frames to `recv()` through a small queue that drops the oldest,
-so a late consumer gets the newest picture, never a backlog, and the device never waits.
-Frames come out yuv420p (converted on the capture thread, not the event loop) with pts in
-90 kHz units from the capture time.
+"""A V4L2 camera (a USB webcam, /dev/videoN) read with PyAV on a capture thread.
 
 `V4l2Camera` opens the device when it is made, so a missing, busy or unsuitable camera is
-reported when the call starts (`CameraUnavailable`, one readable sentence), and starts
-capturing at the first `recv()`.
+reported when the call starts (`CameraUnavailable`, one readable sentence and a reason), and
+starts capturing at the first `recv()`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import errno
-import fractions
 import logging
 import os
-import threading
-import time
-from typing import Any
 
 import av
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from .capture import CameraUnavailable, ThreadedVideoTrack
 
 log = logging.getLogger(__name__)
 
-VIDEO_CLOCK_RATE = 90_000
-VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 INPUT_FORMATS = ("mjpeg", "yuyv422")
-STOP_TIMEOUT_S = 2.0  # how long stop() waits for the capture thread to let go of the device
 
 
-class CameraUnavailable(RuntimeError):
-    """A camera that can't be used: missing, busy, refused the format. A readable sentence."""
-
-
-class ThreadedVideoTrack(MediaStreamTrack):
-    """A video track fed by one capture thread, started at the first `recv()`.
-
-    Subclasses implement `_capture()` (runs on the thread: produce frames with `_deliver`
-    until `_stopping` is set or the source ends) and `_release()` (close the device; runs on
-    the thread after `_capture`, or in `stop()` if the thread never started). An exception
-    in `_capture` ends the track: recv() raises MediaStreamError and `error` says why.
-    """
-
-    kind = "video"
-    # stop() waits for the thread (so the next call can open the device at once); a subclass
-    # that guards the device some other way can leave the thread to finish on its own.
-    join_on_stop = True
-
-    def __init__(self, name: str, queue_size: int = 2) -> None:
-        super().__init__()
-        self.name = name
-        self.error: str | None = None
-        self.captured_frames = 0
-        self.dropped_frames = 0
-        self.delivered_frames = 0
-        self._frames: collections.deque[av.VideoFrame] = collections.deque()
-        self._queue_size = queue_size
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wakeup = asyncio.Event()
-        self._stopping = threading.Event()
-        self._finished = False
-        self._thread: threading.Thread | None = None
-        self._released = False
-        self._origin_s: float | None = None
-        self._last_pts = -1
-
-    # -- for subclasses -------------------------------------------------------------------
-
-    def _capture(self) -> None:
-        raise NotImplementedError
-
-    def _release(self) -> None:
-        """Close the device. Called once."""
-
-    def _deliver(self, frame: av.VideoFrame, captured_s: float | None = None) -> None:
-        """Hand a frame to recv() (thread-safe). `captured_s`: capture time in seconds on any
-        clock that is steady for this track (time.monotonic() if None)."""
-        if captured_s is None:
-            captured_s = time.monotonic()
-        if frame.format.name != "yuv420p":
-            frame = frame.reformat(format="yuv420p")
-        if self._origin_s is None:
-            self._origin_s = captured_s
-        pts = round((captured_s - self._origin_s) * VIDEO_CLOCK_RATE)
-        pts = max(pts, self._last_pts + 1)  # never backwards, whatever the device's clock did
-        self._last_pts = pts
-        frame.pts = pts
-        frame.time_base = VIDEO_TIME_BASE
-        with self._lock:
-            self.captured_frames += 1
-            if len(self._frames) >= self._queue_size:
-                self._frames.popleft()
-                self.dropped_frames += 1
-            self._frames.append(frame)
-            loop = self._loop
-        self._wake(loop)
-
-    # -- the track ------------------------------------------------------------------------
-
-    def _wake(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        if loop is not None:
-            try:
-                loop.call_soon_threadsafe(self._wakeup.set)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
-
-    def _run(self) -> None:
-        try:
-            self._capture()
-        except Exception as exc:
-            if not self._stopping.is_set():
-                self.error = f"{type(exc).__name__}: {exc}"
-                log.error("video source %s failed: %s", self.name, self.error)
-        finally:
-            self._release_once()
-            with self._lock:
-                self._finished = True
-                loop = self._loop
-            self._wake(loop)
-
-    def _release_once(self) -> None:
-        with self._lock:
-            if self._released:
-                return
-            self._released = True
-        try:
-            self._release()
-        except Exception as exc:  # closing must never keep the kiosk from its next call
-            log.warning("video source %s: closing: %r", self.name, exc)
-
-    async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._thread is None:
-            with self._lock:
-                self._loop = asyncio.get_running_loop()
-            self._thread = threading.Thread(target=self._run, name=f"capture {self.name}",
-                                            daemon=True)
-            self._thread.start()
-        while True:
-            self._wakeup.clear()
-            with self._lock:
-                frame = self._frames.popleft() if self._frames else None
-                finished = self._finished
-            if frame is not None:
-                self.delivered_frames += 1
-                return frame
-            if finished:
-                raise MediaStreamError
-            await self._wakeup.wait()
-            if self.readyState != "live":
-                raise MediaStreamError
-
-    def stop(self) -> None:
-        """End the track and let go of the device (by default waiting up to STOP_TIMEOUT_S
-        for the thread, so that the next call can open it again)."""
-        super().stop()
-        self._stopping.set()
-        thread = self._thread
-        if thread is None:
-            self._release_once()
-        elif self.join_on_stop and thread is not threading.current_thread():
-            thread.join(STOP_TIMEOUT_S)
-            if thread.is_alive():
-                log.warning("video source %s: the capture thread did not stop in %s s",
-                            self.name, STOP_TIMEOUT_S)
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wakeup.set)
-
-    def stats(self) -> dict[str, Any]:
-        return {"captured_frames": self.captured_frames, "dropped_frames": self.dropped_frames,
-                "delivered_frames": self.delivered_frames, "error": self.error}
-
-
-def _open_error(device: str, exc: OSError, what: str) -> CameraUnavailable:
+def _open_error(device: str, exc: Exception, what: str) -> CameraUnavailable:
+    """The sentence and reason for an error from opening (or reading) `device` in mode `what`.
+    PyAV's errors carry the driver's errno (EINVAL, a refused mode, is not an OSError)."""
     code = getattr(exc, "errno", None)
-    if code == errno.ENOENT:
+    if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
         return CameraUnavailable(f"{device} does not exist: no camera is plugged in there "
-                                 "(ls /dev/video* lists the ones there are)")
+                                 "(ls /dev/video* lists the ones there are)", "missing")
     if code == errno.EBUSY:
         return CameraUnavailable(f"{device} is busy: another program (or another kioskd) "
-                                 "is using the camera")
+                                 "is using the camera", "busy")
     if code in (errno.EACCES, errno.EPERM):
         return CameraUnavailable(f"{device}: permission denied; the kioskd user must be in "
-                                 "the video group")
+                                 "the video group", "denied")
     if code == errno.ENOTTY:
-        return CameraUnavailable(f"{device} is not a V4L2 capture device")
-    return CameraUnavailable(f"{device} refused {what}: {exc}; "
-                             f"v4l2-ctl -d {device} --list-formats-ext lists what it can do")
+        return CameraUnavailable(f"{device} is not a V4L2 capture device", "missing")
+    if code in (errno.EINVAL, errno.ERANGE, None):
+        return CameraUnavailable(f"{device} refused {what}: {exc}; v4l2-ctl -d {device} "
+                                 "--list-formats-ext lists what it can do", "unsupported")
+    return CameraUnavailable(f"{device} failed with {what}: {exc}", "failed")
 
 
 class V4l2Camera(ThreadedVideoTrack):
@@ -211,17 +55,15 @@ class V4l2Camera(ThreadedVideoTrack):
             raise ValueError(f'input_format "{input_format}" is not one of {INPUT_FORMATS}')
         self.device, self.width, self.height, self.fps = device, width, height, fps
         self.input_format = input_format
-        what = f"{input_format} {width}x{height}@{fps:g}"
+        self._what = what = f"{input_format} {width}x{height}@{fps:g}"
         if not os.path.exists(device):
             raise _open_error(device, FileNotFoundError(errno.ENOENT, "missing", device), what)
         options = {"video_size": f"{width}x{height}", "framerate": f"{fps:g}",
                    "input_format": input_format}
         try:
             self._container = av.open(device, format="v4l2", options=options)
-        except OSError as exc:
+        except (OSError, av.FFmpegError) as exc:
             raise _open_error(device, exc, what) from None
-        except av.FFmpegError as exc:
-            raise CameraUnavailable(f"{device} refused {what}: {exc}") from None
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"  # MJPEG decoding on more than one core
         actual = (self._stream.codec_context.width, self._stream.codec_context.height)
@@ -230,13 +72,16 @@ class V4l2Camera(ThreadedVideoTrack):
         log.info("%s open: %s", device, what)
 
     def _capture(self) -> None:
-        for packet in self._container.demux(self._stream):
-            if self._stopping.is_set():
-                return
-            for frame in packet.decode():
-                # The driver's timestamp is the capture time (None: arrival time is used).
-                self._deliver(frame, frame.time)
-        raise CameraUnavailable(f"{self.device} stopped sending frames (unplugged?)")
+        try:
+            for packet in self._container.demux(self._stream):
+                if self._stopping.is_set():
+                    return
+                for frame in packet.decode():
+                    # The driver's timestamp is the capture time (None: arrival time is used).
+                    self._deliver(frame, frame.time)
+        except (OSError, av.FFmpegError) as exc:  # unplugged mid-call: ENODEV
+            raise _open_error(self.device, exc, self._what) from None
+        raise CameraUnavailable(f"{self.device} stopped sending frames (unplugged?)", "missing")
 
     def _release(self) -> None:
         self._container.close()

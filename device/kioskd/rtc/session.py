@@ -10,7 +10,7 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from aiortc import (
     RTCConfiguration,
@@ -34,12 +34,16 @@ class RtcError(Exception):
     """An offer or answer that aiortc cannot use. The message is one readable sentence."""
 
 
+# Opens a call's local source; None when the device can't be had (the call goes on without).
+SourceOpener = Callable[[], Awaitable[MediaStreamTrack | None]]
+
+
 @dataclass
 class MediaPlan:
     """What a call sends and where what it receives goes. Built per call by the app."""
 
-    audio_source: Callable[[], MediaStreamTrack] | None
-    video_source: Callable[[], MediaStreamTrack] | None
+    audio_source: SourceOpener | None
+    video_source: SourceOpener | None
     on_remote_track: Callable[[MediaStreamTrack], None]
     video_codecs: Sequence[str] = ("VP8", "H264")
     ice_servers: Sequence[RTCIceServer] = field(default_factory=list)
@@ -102,12 +106,34 @@ class RtcSession:
         if not self._closed:
             self._on_state(state)
 
-    def _add_local_media(self, kinds: Sequence[str]) -> None:
+    async def _open_sources(self, kinds: Sequence[str]) -> dict[str, MediaStreamTrack | None]:
+        """One track per kind, opened concurrently (the openers wait for devices off the loop)."""
+        wanted = list(dict.fromkeys(kinds))
+        openers = [self._plan.audio_source if kind == "audio" else self._plan.video_source
+                   for kind in wanted]
+        results = await asyncio.gather(*(opener() if opener else _none() for opener in openers),
+                                       return_exceptions=True)
+        tracks: dict[str, MediaStreamTrack | None] = {}
+        for kind, result in zip(wanted, results):
+            if isinstance(result, BaseException):
+                log.error("call %s: opening the %s source failed: %r; the call goes on "
+                          "without it", self.call_id, kind, result)
+                result = None
+            tracks[kind] = result
+        if self._closed:  # hung up while the devices were opening: let go of them
+            for track in tracks.values():
+                if track is not None:
+                    track.stop()
+            raise RtcError("the call ended while its camera and microphone were opening")
+        return tracks
+
+    async def _add_local_media(self, kinds: Sequence[str]) -> None:
         # Transceivers are added before setRemoteDescription so that aiortc uses them (and the
         # video codec preferences) for the offer's m-lines instead of making recvonly ones.
+        # They follow the offer's m-line order; a second m-line of a kind only receives.
+        sources = await self._open_sources(kinds)
         for kind in kinds:
-            factory = self._plan.audio_source if kind == "audio" else self._plan.video_source
-            track = factory() if factory else None
+            track = sources.pop(kind, None)
             if track is not None:
                 self._local_tracks.append(track)
                 transceiver = self._pc.addTransceiver(track, direction="sendrecv")
@@ -130,7 +156,7 @@ class RtcSession:
                      candidates: Sequence[IceCandidate] = ()) -> SessionDescription:
         """Answer an offer; returns our answer with all our candidates inside."""
         self._queued.extend(candidates)
-        self._add_local_media(offered_kinds(offer.sdp))
+        await self._add_local_media(offered_kinds(offer.sdp))
         try:
             await self._pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
         except Exception as exc:
@@ -143,7 +169,7 @@ class RtcSession:
 
     async def offer(self, call_type: str) -> SessionDescription:
         """Start an outgoing call; returns our offer with all our candidates inside."""
-        self._add_local_media(["audio", "video"] if call_type == "video" else ["audio"])
+        await self._add_local_media(["audio", "video"] if call_type == "video" else ["audio"])
         await self._pc.setLocalDescription(await self._pc.createOffer())
         return SessionDescription("offer", self._pc.localDescription.sdp)
 
@@ -177,3 +203,7 @@ class RtcSession:
             await asyncio.wait_for(self._pc.close(), timeout=5)
         except Exception as exc:  # closing must never keep the kiosk from its next call
             log.warning("call %s: closing the connection: %r", self.call_id, exc)
+
+
+async def _none() -> None:
+    return None

@@ -324,17 +324,21 @@ def draw_connecting(ctx: Ctx) -> Drawn:
 
 
 def _indicator_pills(ctx: Ctx, drawn: Drawn, x: int, y: int) -> None:
-    """Red "Mic off" / "Camera off" pills from (x, y) rightwards."""
+    """Red "Mic off" / "Camera off" pills from (x, y) rightwards, then an amber one for each
+    media warning ("No microphone", "Camera lost"): the call goes on without it."""
     t, view = ctx.theme, ctx.view
-    labels = [label for label, on in (("Mic off", view.mic_muted),
-                                      ("Camera off", view.camera_off)) if on]
+    pills = [(label, RED, FOREGROUND, name) for label, on, name in (
+        ("Mic off", view.mic_muted, "mic_off"), ("Camera off", view.camera_off, "camera_off"))
+        if on]
+    pills += [(label, AMBER, BACKGROUND, f"media_warning_{i}")
+              for i, label in enumerate(view.media_warnings)]
     pad = t.small // 3
-    for label in labels:
-        text = t.text(label, t.small)
+    for label, colour, text_colour, name in pills:
+        text = t.text(label, t.small, text_colour)
         rect = (x, y, text.get_width() + 2 * pad, text.get_height() + pad)
-        pygame.draw.rect(ctx.surface, RED, rect, border_radius=rect[3] // 3)
+        pygame.draw.rect(ctx.surface, colour, rect, border_radius=rect[3] // 3)
         ctx.surface.blit(text, (x + pad, y + pad // 2))
-        drawn.regions["mic_off" if label == "Mic off" else "camera_off"] = rect
+        drawn.regions[name] = rect
         x += rect[2] + pad
 
 

@@ -77,6 +77,8 @@ class View:
     last_outcome_at: float | None = None
     error: str | None = None
     contact_name: str = ""  # who the "call" button calls; empty: no call button
+    # In a call: what it goes without or makes do with, e.g. ("No microphone", "Camera lost")
+    media_warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", _text_value(self.state))

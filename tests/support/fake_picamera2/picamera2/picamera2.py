@@ -41,6 +41,7 @@ class Picamera2:
         self.camera_idx = camera_num
         with fake.lock:
             if fake.BUSY or camera_num in fake.open_cameras:
+                fake.busy_refusals += 1
                 try:
                     raise RuntimeError("Failed to acquire camera: Device or resource busy")
                 except RuntimeError as e:
@@ -70,7 +71,8 @@ class Picamera2:
     @staticmethod
     def global_camera_info():
         return [{"Model": "fake_imx708", "Location": 2, "Rotation": 180,
-                 "Id": f"/base/fake/imx708@{n}", "Num": n} for n in range(fake.CAMERAS)]
+                 "Id": f"/base/fake/imx708@{n}", "Num": n} for n in range(fake.CAMERAS)
+                if n not in fake.unplugged]
 
     def __enter__(self):
         return self
@@ -124,6 +126,8 @@ class Picamera2:
         if main["format"] not in FORMATS:
             raise RuntimeError(f"the fake camera renders only {FORMATS}, not {main['format']}")
         width, height = main["size"]
+        if fake.MAX_SIZE is not None and (width > fake.MAX_SIZE[0] or height > fake.MAX_SIZE[1]):
+            raise RuntimeError(f"Configuration failed: {camera_config}")
         main["stride"] = -(-width // STRIDE_ALIGN) * STRIDE_ALIGN
         main["framesize"] = main["stride"] * height * 3 // 2
         self.camera_config = config
@@ -209,6 +213,9 @@ class Picamera2:
             delay = due - time.monotonic()
             if delay > 0 and self._stop_event.wait(delay):
                 break
+            if self.camera_idx in fake.unplugged:  # no more requests complete
+                due += period
+                continue
             timestamp_ns = time.monotonic_ns()
             request = CompletedRequest(self, {"main": self._render(index)},
                                        {"SensorTimestamp": timestamp_ns,
