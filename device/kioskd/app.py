@@ -348,12 +348,15 @@ class KioskApp:
 
     def _media_problem(self, key: str, reason: str | None, text: str = "") -> None:
         """Record (or, with reason None, clear) a local source's problem; the screen shows it."""
+        before = self.media_errors.get(key), self._media_reasons.get(key)
         if reason is None:
             self.media_errors.pop(key, None)
             self._media_reasons.pop(key, None)
         else:
             self.media_errors[key], self._media_reasons[key] = text, reason
-        self._update_view()
+        # Redraw only for news: a redraw while the answer is being built slows it (the GIL).
+        if (self.media_errors.get(key), self._media_reasons.get(key)) != before:
+            self._update_view()
 
     def _media_warnings(self, call: ev.Call | None) -> tuple[str, ...]:
         """Short words for the in-call screen: what this call goes without, or makes do with."""

@@ -9,6 +9,7 @@ import pytest
 
 from kioskd.call.states import State
 from kioskd.relay.server import running_relay
+from kioskd.rtc.jitter import MarkerJitterBuffer
 from tests.integration.conftest import TOKENS, connected_call, running_kiosk
 from tests.support.caller import ScriptedCaller
 
@@ -29,6 +30,9 @@ async def test_auto_answer_video_and_audio_both_ways(kiosk, alice):
     status = kiosk.status()
     assert status["state"] == "connected" and status["call"]["peer"] == "alice"
     assert status["call"]["peer_name"] == "Alice"
+    # The caller's video came through the jitter buffer that releases frames at their marker.
+    video = [t.receiver for t in kiosk._session.pc.getTransceivers() if t.kind == "video"]
+    assert [type(r._RTCRtpReceiver__jitter_buffer) for r in video] == [MarkerJitterBuffer]
 
 
 async def test_candidates_ahead_of_the_offer(kiosk, alice):

@@ -24,6 +24,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from ..media.h264 import attach_sender, h264_preferences, is_pre_encoded
 from ..protocol import IceCandidate, SessionDescription
+from .jitter import release_frames_on_marker
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ class RtcSession:
             else:
                 transceiver = self._pc.addTransceiver(kind, direction="recvonly")
             if kind == "video":
+                release_frames_on_marker(transceiver.receiver)  # one frame interval sooner
                 preferences = h264_preferences() if track is not None and is_pre_encoded(track) \
                     else codec_preferences("video", self._plan.video_codecs)
                 if preferences:
