@@ -444,6 +444,26 @@ async def test_video_sink_renders_a_stream_without_blocking_the_loop(screen):
     assert max(lags) < 0.05
 
 
+async def test_the_render_thread_sleeps_between_frames(screen):
+    # The call's clock is due to tick while the video flows: the frames redraw it, and the
+    # thread must not wake over and over in between.
+    camera = SyntheticCamera(320, 240, fps=24)
+    sink = make_video_sink(screen)
+    sink.add_track(camera)
+    screen.update(View(state="connected", peer_name="Alice", call_type="video",
+                       connected_since=time.monotonic() - 0.9, **ONLINE))
+    await sink.start()
+    try:
+        await sink.wait_for_rendered(2, timeout=5)
+        passes = screen.stats()["render_passes"]
+        await sink.wait_for_rendered(2 + 36, timeout=5)  # 1.5 s, across a tick of the clock
+        passes = screen.stats()["render_passes"] - passes
+    finally:
+        camera.stop()
+        await sink.stop()
+    assert passes <= 36 * 2, passes  # a frame's wake-up each, and a few more
+
+
 async def test_slow_screen_keeps_only_the_newest_frame(dummy_video):
     kiosk = KioskScreen("window", *SIZE)
     pattern = TestPattern(640, 480)

@@ -247,6 +247,7 @@ class KioskScreen:
         self.dropped_frames = 0  # remote frames replaced before they were drawn
         self.preview_frames = 0
         self.screens_drawn = 0  # flips of any kind
+        self.render_passes = 0  # wake-ups of the render thread, drawing or not
         self.commands_sent = 0
         self.started_at: float | None = None  # time.monotonic() of start()
         self.first_screen_at: dict[str, float] = {}
@@ -406,6 +407,7 @@ class KioskScreen:
             "preview_frames": self.preview_frames,
             "fps": round(fps, 1),
             "screens_drawn": self.screens_drawn,
+            "render_passes": self.render_passes,
             "commands_sent": self.commands_sent,
             "started_at": self.started_at,
             "first_screen_at": dict(self.first_screen_at),
@@ -580,6 +582,7 @@ class KioskScreen:
                     redraws_asked=self._redraws_asked)
                 self._pending_view = self._remote_slot = self._preview_slot = None
                 self._presses, self._requests, self._force_redraw = [], [], False
+            self.render_passes += 1
             try:
                 self._render_pass(pygame, surface, state, handed)
                 failures = 0
@@ -633,9 +636,13 @@ class KioskScreen:
             dirty = True
         new_frame = in_video and state.remote is not None
         # While the caller's video flows, its frames redraw the duration and buttons too.
-        ticking = now >= state.next_redraw and not (
-            in_video and now - state.remote_drawn_at <= VIDEO_FLOWING_S)
+        flowing = in_video and now - state.remote_drawn_at <= VIDEO_FLOWING_S
+        ticking = now >= state.next_redraw and not flowing
         if not (dirty or new_frame or name != self.current_screen or ticking):
+            if flowing and now >= state.next_redraw:
+                # The next frame redraws the clock; tick by ourselves only if none comes.
+                # (Left in the past, next_redraw would make the thread spin between frames.)
+                state.next_redraw = state.remote_drawn_at + VIDEO_FLOWING_S
             return
         started = time.perf_counter()
         converted = 0.0
