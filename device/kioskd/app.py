@@ -41,6 +41,9 @@ RTC_STATS_INTERVAL_S = 2.0  # how often a call's packet loss and RTT are sampled
 # DTLS handshake run (3-4 ms of set-up on a loopback call), and a connection that is quicker
 # than this goes straight from the last screen to the call's without a flash in between.
 CONNECTING_SCREEN_DELAY_S = 0.2
+# Memory goes back to the system once the kiosk has been idle this long after a call: the
+# collection holds the GIL for tens of ms, which a call coming right after must not wait for.
+MEMORY_TRIM_DELAY_S = 1.0
 
 # The local sources, by config key: the name the screen and the log give each.
 MEDIA_DEVICES = {"video.source": "camera", "audio.source": "microphone"}
@@ -125,6 +128,7 @@ class KioskApp:
         self._session_call: ev.Call | None = None
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._deferred_view: asyncio.TimerHandle | None = None
+        self._memory_trim: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
         self._ice_servers = ice_servers_of(config)
 
@@ -477,7 +481,15 @@ class KioskApp:
         await self._stop_sink(self.media)
         self.post(ev.Released(call.id))
         # Between calls, so that hundreds of calls do not creep up the resident memory.
-        await asyncio.to_thread(release_free_memory)
+        if self._memory_trim is not None:
+            self._memory_trim.cancel()
+        self._memory_trim = asyncio.get_running_loop().call_later(
+            MEMORY_TRIM_DELAY_S, self._trim_memory_if_idle)
+
+    def _trim_memory_if_idle(self) -> None:
+        self._memory_trim = None
+        if self.machine.state is State.IDLE:  # else the end of this call will ask again
+            self._spawn(asyncio.to_thread(release_free_memory))
 
     async def _stop_sink(self, media: CallMedia) -> None:
         for sink in media.sinks():
@@ -714,10 +726,9 @@ class KioskApp:
 
     async def cleanup(self) -> None:
         self.notifier.stopping()
-        if self._deferred_view is not None:
-            self._deferred_view.cancel()
-        for handle in self._timers.values():
-            handle.cancel()
+        for handle in (self._deferred_view, self._memory_trim, *self._timers.values()):
+            if handle is not None:
+                handle.cancel()
         self._timers.clear()
         if self._session is not None:
             await self._session.close()

@@ -258,3 +258,15 @@ async def test_mute_sends_silence_and_camera_off_sends_black_without_renegotiati
     await alice.sink.wait_for_frames(video=frames + 15, audio=audio + 60, timeout=15)
     assert alice.sink.audio_level_dbfs() > -30 and alice.sink.stamps_decoded > stamps + 5
     assert alice.pc.remoteDescription.sdp == sdp  # nothing was renegotiated
+
+
+async def test_memory_goes_back_once_the_kiosk_is_idle_after_a_call(kiosk, alice, monkeypatch):
+    trimmed = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr("kioskd.app.release_free_memory",
+                        lambda: loop.call_soon_threadsafe(trimmed.set))
+    await connected_call(kiosk, alice)
+    await alice.hangup()
+    await kiosk.wait_for_state(State.IDLE)
+    assert not trimmed.is_set()  # not at once: a next call must not wait for it
+    await asyncio.wait_for(trimmed.wait(), 5)
