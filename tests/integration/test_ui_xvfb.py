@@ -11,6 +11,7 @@ numbers to test-artifacts/screens/xvfb/timings.json, next to the screenshots.
 from __future__ import annotations
 
 import asyncio
+import os
 import contextlib
 import json
 import shutil
@@ -98,10 +99,14 @@ async def test_fullscreen_kiosk_on_x(on_x, monkeypatch):
     fb = on_x
     commands: asyncio.Queue[str] = asyncio.Queue()
     timings: dict[str, object] = {}
+    monkeypatch.setenv("SDL_FRAMEBUFFER_ACCELERATION", "")  # restored to unset afterwards
+    monkeypatch.delenv("SDL_FRAMEBUFFER_ACCELERATION")
     screen = KioskScreen("fullscreen", preview_corner="bottom-right", on_command=commands.put_nowait)
     started = time.monotonic()
     await screen.start()
     try:
+        # On X the screen draws through X's shared-memory image, not an OpenGL texture.
+        assert os.environ.get("SDL_FRAMEBUFFER_ACCELERATION") == "0"
         screen.update(View(**ONLINE))
         await screen.wait_for_draw()
         await screen.wait_for_screen(v.IDLE, timeout=3)

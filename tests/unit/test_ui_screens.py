@@ -15,7 +15,7 @@ import numpy as np
 import pygame
 import pytest
 
-from kioskd.ui.screen import SCALING, letterbox
+from kioskd.ui.screen import SCALING, letterbox, software_framebuffer
 from kioskd.media.synthetic import SyntheticCamera, SyntheticTone, TestPattern
 from kioskd.ui import KioskScreen, View, make_video_sink
 from kioskd.ui import screens
@@ -597,3 +597,11 @@ def test_letterbox():
     assert letterbox((640, 480), (1280, 720)) == (160, 0, 960, 720)
     assert letterbox((1280, 720), (1280, 720)) == (0, 0, 1280, 720)
     assert letterbox((1920, 1080), (1024, 768)) == (0, 96, 1024, 576)
+
+
+def test_only_x11_draws_without_an_opengl_texture():
+    # KMS/DRM (a Pi's console) and Wayland have no framebuffer of their own in SDL 2: asking
+    # for one there would leave the kiosk without a screen.
+    assert software_framebuffer("x11")
+    for driver in ("KMSDRM", "kmsdrm", "wayland", "dummy", "offscreen"):
+        assert not software_framebuffer(driver)

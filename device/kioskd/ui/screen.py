@@ -112,6 +112,21 @@ class Backlight:
                 self._warned = True
 
 
+SOFTWARE_FRAMEBUFFER_HINT = "SDL_FRAMEBUFFER_ACCELERATION"
+
+
+def software_framebuffer(driver: str) -> bool:
+    """Whether to ask SDL for the display's own framebuffer rather than an OpenGL texture.
+
+    We blit one converted frame per flip. On X11, SDL's default streams the window through an
+    OpenGL texture, which without a GPU is Mesa's software llvmpipe (here it cost 0.12 CPU s
+    per call second and ~100 MB RSS, docs/measurements.md), while X's shared-memory image is a
+    copy. KMS/DRM (a Pi's console) and Wayland have no framebuffer of their own in SDL 2: the
+    texture, on the Pi's GPU, is the only way there. An admin can set the variable to decide.
+    """
+    return driver.lower() == "x11"
+
+
 def direct_video_ok(surface: Any) -> bool:
     """True if the display's pixels are 32-bit XRGB, B G R X in memory: swscale's "bgra"."""
     return (surface.get_bitsize() == 32 and sys.byteorder == "little"
@@ -511,11 +526,6 @@ class KioskScreen:
 
     def _render_main(self, ready: concurrent.futures.Future[tuple[int, int]]) -> None:
         os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-        # We blit one converted frame per flip; SDL's default streams the window through an
-        # OpenGL texture, which without a GPU is Mesa's software llvmpipe: measured here, it
-        # cost 0.12 CPU s per call second and ~100 MB RSS (docs/measurements.md). Set the
-        # variable to 1 in the service's environment to try the GPU path on a given board.
-        os.environ.setdefault("SDL_FRAMEBUFFER_ACCELERATION", "0")
         try:
             import pygame
         except ImportError as exc:
@@ -523,6 +533,10 @@ class KioskScreen:
             return
         try:
             pygame.display.init()
+            # SDL reads the hint when the window's surface is made, in set_mode.
+            if SOFTWARE_FRAMEBUFFER_HINT not in os.environ and \
+                    software_framebuffer(pygame.display.get_driver()):
+                os.environ[SOFTWARE_FRAMEBUFFER_HINT] = "0"
             pygame.font.init()
             surface = self._open(pygame)
         except Exception as exc:
