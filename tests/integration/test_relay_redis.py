@@ -211,9 +211,12 @@ async def test_stopped_node_takes_its_users_offline_at_once(nodes, peers):
 
 async def test_crashed_node_leaves_its_users_online_only_until_the_ttl(redis_server, peers,
                                                                        tmp_path):
+    import redis.asyncio
+
     ttl = 2.0
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps(TOKENS))
+    client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
     async with running_relay(TOKENS, redis_url=redis_server.url, presence_ttl=TTL) as a:
         proc = await run_cli("--port", "0", "--tokens", str(tokens), "--log-level", "warning",
                              "--redis", redis_server.url, "--presence-ttl", str(ttl),
@@ -221,25 +224,34 @@ async def test_crashed_node_leaves_its_users_online_only_until_the_ttl(redis_ser
         try:
             line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode().strip()
             b_url = line.rsplit(" ", 1)[1]
+            b_node = (await healthz(b_url))["node"]
             alice = await peers(a.url, "alice-secret")
             bob = await peers(b_url, "bob-secret")
+            kiosk_a = await peers(a.url, "kiosk-secret")
+            await peers(b_url, "kiosk-secret")  # the kiosk user is on both nodes
             assert await is_online(alice, "alice", 42)
             assert (await bob.next())[0] == protocol.CALL_TIMEOUT  # it crossed to B
 
-            proc.kill()  # no goodbye: its keys stay in Redis until they expire
+            proc.kill()  # no goodbye: B's keys stay in Redis until they expire
             await proc.wait()
-            took = await seconds_until_offline(alice, "alice", 42, timeout=ttl + 3)
-            assert took <= ttl + 3
+            deadline = time.monotonic() + ttl + 3
+            while await client.exists(f"kioskd-relay:node:{b_node}"):
+                assert time.monotonic() < deadline, "the crashed node's key did not expire"
+                await asyncio.sleep(0.05)
+            # Bob's entry still names B, but B is no longer alive: offline, at the first ask.
+            assert await client.smembers("kioskd-relay:user:42") == {b_node}
+            assert not await is_online(alice, "alice", 42, probe=1)
+
+            # The kiosk user is on A too: online, until they leave A.
+            assert await is_online(alice, "alice", "kiosk", probe=2)
+            await kiosk_a.sio.disconnect()
+            await seconds_until_offline(alice, "alice", "kiosk", timeout=3)  # A's ttl is 60 s
         finally:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
 
-        # Nothing of the dead node is left behind: only A's own keys remain.
-        import redis.asyncio
-
-        client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
-        try:
+        try:  # nothing of the dead node is left behind: only A and its user alice remain
             keys = sorted(await client.keys("kioskd-relay:*"))
             node_a = (await healthz(a.url))["node"]
             assert keys == [f"kioskd-relay:node:{node_a}", "kioskd-relay:user:alice"]

@@ -4,13 +4,14 @@ python-socketio's Redis manager carries every relayed event to every node, which
 its own sockets of the target user. It cannot say whether the target is connected anywhere, so
 presence lives in Redis beside it, in keys that expire:
 
-    kioskd-relay:node:<node>   "1", set again every ttl/3 while the node runs (its heartbeat)
-    kioskd-relay:user:<user>   set of the nodes where the user has a socket; expires too
+    kioskd-relay:node:<node>   "1", expires after the ttl; written every ttl/3 (the heartbeat)
+    kioskd-relay:user:<user>   set of the nodes where the user has a socket
 
 A user is online when one of the nodes in their set is alive. A node that stops cleanly removes
 itself at once; one that crashes is ignored as soon as its node key expires (within the ttl),
-and the other nodes drop it from the user sets they read. Nothing grows without bound: every
-key expires unless a live node keeps writing it.
+and the other nodes drop it from the user sets they read. Nothing grows without bound: user
+sets expire an hour after the last live node wrote them. That hour is the same for every node
+(whatever its ttl), so that one node's setting never cuts short another's users.
 
 Imported only when the relay is given --redis: it needs the `redis` package.
 """
@@ -34,6 +35,8 @@ from redis.backoff import NoBackoff
 log = logging.getLogger(__name__)
 
 PREFIX = "kioskd-relay:"
+MAX_TTL = 600.0  # seconds; keeps the heartbeat (ttl/3) well inside USER_TTL_MS
+USER_TTL_MS = 3600 * 1000  # only for clean-up: liveness comes from the node keys
 REDIS_TIMEOUT = 2.0  # seconds for one Redis command or connect, so a dead Redis cannot stall
 LISTEN_RETRY_MAX = 5.0  # seconds between attempts to listen again after losing Redis
 
@@ -137,8 +140,8 @@ class Presence:
     def __init__(self, url: str, local: Mapping[str, object], *,
                  ttl: float, listening: Callable[[], bool] = lambda: True,
                  node: str | None = None) -> None:
-        if not ttl >= 1:  # also refuses nan
-            raise ValueError("the presence ttl must be at least 1 second")
+        if not 1 <= ttl <= MAX_TTL:  # also refuses nan
+            raise ValueError(f"the presence ttl must be 1 to {MAX_TTL:.0f} seconds")
         self.url = url
         self.node = node or new_node_id()
         self.ttl_ms = int(ttl * 1000)
@@ -220,7 +223,7 @@ class Presence:
                     self._announced.add(user)
                     async with self._redis.pipeline(transaction=False) as pipe:
                         pipe.sadd(self._user_key(user), self.node)
-                        pipe.pexpire(self._user_key(user), self.ttl_ms)
+                        pipe.pexpire(self._user_key(user), USER_TTL_MS)
                         await pipe.execute()
                 else:
                     await self._redis.srem(self._user_key(user), self.node)
@@ -243,7 +246,7 @@ class Presence:
                         pipe.srem(self._user_key(user), self.node)
                     for user in local:
                         pipe.sadd(self._user_key(user), self.node)
-                        pipe.pexpire(self._user_key(user), self.ttl_ms)
+                        pipe.pexpire(self._user_key(user), USER_TTL_MS)
                     await pipe.execute()
             except Exception as exc:
                 self._trouble(exc)

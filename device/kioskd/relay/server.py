@@ -404,8 +404,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.max_payload <= 0:
         parser.error("--max-payload must be a positive number of bytes")
-    if not args.presence_ttl >= 1:  # also refuses nan
-        parser.error("--presence-ttl must be at least 1 second")
+    if not 1 <= args.presence_ttl <= 600:  # also refuses nan
+        parser.error("--presence-ttl must be 1 to 600 seconds")
     return args
 
 
