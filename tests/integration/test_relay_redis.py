@@ -9,6 +9,7 @@ marker comes back first, the probe was relayed; a user-offline error comes back 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -199,25 +200,87 @@ async def test_user_on_both_nodes_gets_events_on_each_until_the_last_socket_leav
     await seconds_until_offline(alice, "alice", "kiosk", timeout=5)
 
 
-async def test_stopped_node_takes_its_users_offline_at_once(nodes, peers):
+async def test_stopped_node_takes_its_users_offline_at_once(nodes, peers, redis_server):
     a, b = nodes
     alice = await peers(a.url, "alice-secret")
     bob = await peers(b.url, "bob-secret")
+    b_node = (await healthz(b.url))["node"]
     assert await is_online(alice, "alice", 42)
     await b.stop()
     await asyncio.wait_for(bob.disconnected.wait(), 5)
     assert not await is_online(alice, "alice", 42, probe=1)  # no waiting for an expiry
+    async with redis_client(redis_server.url) as client:
+        assert not [key for key in await client.keys("kioskd-relay:*") if b_node in key]
+        assert not await client.exists("kioskd-relay:user:42")
+
+
+@contextlib.asynccontextmanager
+async def redis_client(url: str):
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def test_presence_withdraws_a_node_that_cannot_hear_the_others(redis_server):
+    """A node whose Redis subscription is down would never deliver events to its users, so
+    they must look offline to the other nodes, and come back when it hears them again."""
+    from kioskd.relay.cluster import Presence  # needs the redis package: after the fixture
+
+    hearing = True
+    kiosk_node = Presence(redis_server.url, {"kiosk": {"sid-1"}}, ttl=TTL,
+                          listening=lambda: hearing)
+    other_node = Presence(redis_server.url, {}, ttl=TTL)
+    await kiosk_node.start()
+    await other_node.start()
+    try:
+        assert await other_node.online("kiosk") and not await other_node.online("alice")
+        hearing = False
+        await kiosk_node.sync()  # what its heartbeat does
+        assert not kiosk_node.healthy and not await other_node.online("kiosk")
+        hearing = True
+        await kiosk_node.sync()
+        assert kiosk_node.healthy and await other_node.online("kiosk")
+    finally:
+        await kiosk_node.stop()
+        await other_node.stop()
+
+
+async def test_presence_without_redis_counts_everyone_online_and_heals(redis_server):
+    from kioskd.relay.cluster import Presence
+
+    local: dict[str, set[str]] = {"kiosk": {"sid-1"}}
+    node = Presence(redis_server.url, local, ttl=TTL)
+    other_node = Presence(redis_server.url, {}, ttl=TTL)
+    await node.start()
+    await other_node.start()
+    try:
+        redis_server.stop()
+        local["alice"] = {"sid-2"}
+        await node.update("alice")  # lost: Redis is gone
+        del local["kiosk"]
+        await node.update("kiosk")  # lost too
+        assert not node.healthy
+        assert await node.online("nobody")  # cannot tell: the relay tries, as with no presence
+        redis_server.start()  # empty
+        await node.sync()  # the heartbeat writes everything again
+        assert node.healthy
+        assert await other_node.online("alice") and not await other_node.online("kiosk")
+    finally:
+        await node.stop()
+        await other_node.stop()
 
 
 async def test_crashed_node_leaves_its_users_online_only_until_the_ttl(redis_server, peers,
                                                                        tmp_path):
-    import redis.asyncio
-
     ttl = 2.0
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps(TOKENS))
-    client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
-    async with running_relay(TOKENS, redis_url=redis_server.url, presence_ttl=TTL) as a:
+    async with redis_client(redis_server.url) as client, \
+            running_relay(TOKENS, redis_url=redis_server.url, presence_ttl=TTL) as a:
         proc = await run_cli("--port", "0", "--tokens", str(tokens), "--log-level", "warning",
                              "--redis", redis_server.url, "--presence-ttl", str(ttl),
                              stdout=asyncio.subprocess.PIPE)
@@ -251,13 +314,11 @@ async def test_crashed_node_leaves_its_users_online_only_until_the_ttl(redis_ser
                 proc.kill()
                 await proc.wait()
 
-        try:  # nothing of the dead node is left behind: only A and its user alice remain
-            keys = sorted(await client.keys("kioskd-relay:*"))
-            node_a = (await healthz(a.url))["node"]
-            assert keys == [f"kioskd-relay:node:{node_a}", "kioskd-relay:user:alice"]
-            assert await client.smembers("kioskd-relay:user:alice") == {node_a}
-        finally:
-            await client.aclose()
+        # Nothing of the dead node is left behind: only A and its user alice remain.
+        keys = sorted(await client.keys("kioskd-relay:*"))
+        node_a = (await healthz(a.url))["node"]
+        assert keys == [f"kioskd-relay:node:{node_a}", "kioskd-relay:user:alice"]
+        assert await client.smembers("kioskd-relay:user:alice") == {node_a}
 
 
 async def test_nodes_recover_after_redis_restarts(redis_server, peers):
