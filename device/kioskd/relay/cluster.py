@@ -70,13 +70,21 @@ class RedisManager(socketio.AsyncRedisManager):
     """python-socketio's Redis manager, plus what a node needs to know about it: `listening`
     is set while it is subscribed (an event published before that would never reach this
     node's sockets), and `close()` stops it. It starts at `initialize()`, which the relay calls
-    at start instead of waiting for the first client as python-socketio does."""
+    at start instead of waiting for the first client as python-socketio does.
+
+    While Redis is away it logs once, not per event, and tries to listen again at least every
+    LISTEN_RETRY_MAX seconds (python-socketio: up to a minute), so that a node hears the others
+    again soon after a Redis restart. redis://, rediss:// and unix:// URLs."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(url, redis_options={"retry": _quick_retry(),
-                                             "socket_connect_timeout": REDIS_TIMEOUT})
+        super().__init__(url)
+        # One client for the node's life: redis-py reconnects its pooled connections by itself,
+        # where python-socketio would build a new client after each failure.
+        self.redis = aioredis.Redis.from_url(url, retry=_quick_retry(),
+                                             socket_connect_timeout=REDIS_TIMEOUT)
         self.listening = asyncio.Event()
         self._initialized = False
+        self._publish_failing = False
 
     def initialize(self) -> None:
         if not self._initialized:  # the server calls it again at the first connection
@@ -84,15 +92,25 @@ class RedisManager(socketio.AsyncRedisManager):
             super().initialize()
 
     def _redis_connect(self) -> None:
-        super()._redis_connect()
-        # Keep the server's subscribe confirmation: it is what tells us we are listening.
-        self.pubsub.ignore_subscribe_messages = False
+        # Subscribe confirmations are kept: they are what says that we listen.
+        self.pubsub = self.redis.pubsub()
+        self.connected = True
+
+    async def _publish(self, data: dict) -> None:
+        try:
+            await self.redis.publish(self.channel, self.json.dumps(data))
+        except Exception as exc:
+            if not self._publish_failing:
+                log.warning("cannot send events to the other relay nodes (%s: %s)",
+                            type(exc).__name__, exc)
+            self._publish_failing = True
+        else:
+            if self._publish_failing:
+                log.info("sending events to the other relay nodes again")
+            self._publish_failing = False
 
     async def _redis_listen_with_retries(self):
-        # python-socketio's loop (5.x), changed in two ways: it keeps `listening` true only
-        # while subscribed, and it retries at most every LISTEN_RETRY_MAX seconds instead of
-        # every minute, so a node hears the others again soon after a Redis restart.
-        delay = 0.5
+        delay, failing = 0.5, False
         while True:
             pubsub = None
             try:
@@ -102,11 +120,15 @@ class RedisManager(socketio.AsyncRedisManager):
                 async for message in pubsub.listen():
                     if message.get("type") == "subscribe":
                         self.listening.set()
-                        delay = 0.5
+                        if failing:
+                            log.info("listening to the other relay nodes again")
+                        delay, failing = 0.5, False
                     yield message
             except Exception as exc:
-                log.warning("not listening to the other relay nodes (%s: %s); again in %.1f s",
-                            type(exc).__name__, exc, delay)
+                log.log(logging.DEBUG if failing else logging.WARNING,
+                        "not listening to the other relay nodes (%s: %s); trying again every "
+                        "%.0f s at most", type(exc).__name__, exc, LISTEN_RETRY_MAX)
+                failing = True
             finally:  # also when the node stops
                 self.listening.clear()
                 if pubsub is not None:
@@ -261,8 +283,8 @@ class Presence:
         # Not hearing other nodes' events: our users would miss them, so let callers be told
         # they are offline instead (other nodes ignore a node without its key).
         if self._healthy:
-            log.warning("presence: not listening to Redis, so this node's users are shown "
-                        "offline until it listens again")
+            log.warning("presence: this node does not hear the other nodes, so its users are "
+                        "withdrawn from Redis until it does")
         self._healthy = False
         with contextlib.suppress(Exception):
             await self._redis.delete(self._node_key(self.node))
