@@ -308,7 +308,7 @@ class Presence:
             if not nodes:
                 return False
             alive = await self._redis.mget([self._node_key(node) for node in nodes])
-            dead = [node for node, mark in zip(nodes, alive) if mark is None]
+            dead = [node for node, mark in zip(nodes, alive, strict=True) if mark is None]
             if dead:  # crashed nodes: forget them here rather than wait for the key to expire
                 await self._redis.srem(key, *dead)
             return len(dead) < len(nodes)
