@@ -231,7 +231,10 @@ class Presence:
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self.ttl_ms / 3000)
-            await self.sync()
+            try:
+                await self.sync()
+            except Exception:  # a dead heartbeat would take every user of the node offline
+                log.exception("presence: heartbeat failed; trying again at the next one")
 
     # -- writes ------------------------------------------------------------------------------
 
