@@ -2,7 +2,8 @@
 # Set up kioskd on a fresh Debian / Raspberry Pi OS machine: system packages, a virtualenv in
 # .venv, and the pinned Python packages. Safe to run again: it only installs what is missing.
 #   scripts/setup.sh          the daemon, the relay and the demo
-#   scripts/setup.sh --test   also what the test suite needs (Chromium, Xvfb, pytest...)
+#   scripts/setup.sh --test   also what the test suite needs (Chromium, Xvfb, redis-server,
+#                             pytest...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,11 +11,13 @@ with_tests=0
 [ "${1:-}" = "--test" ] && with_tests=1
 
 packages=(python3 python3-venv python3-dev gcc iproute2 util-linux)
-[ "$with_tests" = 1 ] && packages+=(chromium fonts-liberation xvfb systemd libasound2-dev)
+[ "$with_tests" = 1 ] && packages+=(chromium fonts-liberation xvfb systemd libasound2-dev
+                                     redis-server)
 
 missing=()
 for p in "${packages[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  # Not `dpkg -s`: it succeeds for a removed package whose config files are left.
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing system packages: ${missing[*]}"
@@ -22,6 +25,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if [[ " ${missing[*]} " == *" redis-server "* ]]; then
+    # The relay tests start private redis-servers of their own: the system service that the
+    # package may have started (and enabled) is not wanted.
+    echo "setup: stopping and disabling the redis-server system service"
+    if [ -d /run/systemd/system ]; then
+      $sudo_cmd systemctl disable --now redis-server.service >/dev/null 2>&1 || true
+    else
+      $sudo_cmd service redis-server stop >/dev/null 2>&1 || true
+      $sudo_cmd update-rc.d redis-server disable >/dev/null 2>&1 || true
+    fi
+  fi
 fi
 
 python=${PYTHON:-python3}
@@ -39,7 +53,7 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 extras=""
-[ "$with_tests" = 1 ] && extras="[test,alsa]"
+[ "$with_tests" = 1 ] && extras="[test,alsa,relay-redis]"
 echo "setup: installing Python packages (pinned by constraints.txt)"
 .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e ".${extras}"
 if [ "$with_tests" = 1 ]; then

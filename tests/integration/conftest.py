@@ -15,12 +15,23 @@ from kioskd.call.states import State
 from kioskd.config import load_config
 from kioskd.relay.server import running_relay
 from tests.support.caller import ScriptedCaller
+from tests.support.redis_server import INSTALL_HINT, running_redis
 
 TOKENS = {
     "kiosk-secret": {"userId": "kiosk", "username": "Lobby kiosk"},
     "alice-secret": {"userId": "alice", "username": "Alice"},
     "bob-secret": {"userId": 42, "username": "Bob"},  # the web app may use numeric ids
 }
+
+
+@pytest.fixture
+def redis_server():
+    """A private redis-server for one test (see tests/support/redis_server.py)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip(INSTALL_HINT)
+    pytest.importorskip("redis", reason="the redis package is missing: scripts/setup.sh --test")
+    with running_redis() as server:
+        yield server
 
 
 @pytest.fixture

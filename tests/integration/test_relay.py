@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -20,6 +17,7 @@ import socketio
 
 from kioskd import protocol
 from kioskd.relay.server import running_relay
+from tests.support.relay_peers import Peer, healthz, run_cli
 
 TIMEOUT = 5
 SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
@@ -30,38 +28,13 @@ TOKENS = {
 }
 
 
-class Peer:
-    """A real Socket.IO client that queues everything it receives."""
-
-    def __init__(self, **client_options) -> None:
-        self.sio = socketio.AsyncClient(reconnection=False, **client_options)
-        self.events: asyncio.Queue = asyncio.Queue()
-        self.connect_errors: asyncio.Queue = asyncio.Queue()
-        self.disconnected = asyncio.Event()
-        self.sio.on("*", self._on_any)
-        self.sio.on("connect_error", self._on_connect_error)
-        self.sio.on("disconnect", self._on_disconnect)
-
-    async def _on_any(self, event, *args):
-        await self.events.put((event, *args))
-
-    async def _on_connect_error(self, data):
-        await self.connect_errors.put(data)
-
-    async def _on_disconnect(self, *args):
-        self.disconnected.set()
-
-    async def connect(self, url: str, token: str | None, **options) -> None:
-        auth = {"token": token} if token is not None else None
-        await self.sio.connect(url, auth=auth, wait_timeout=TIMEOUT, **options)
-
-    async def next(self) -> tuple:
-        return await asyncio.wait_for(self.events.get(), TIMEOUT)
-
-
-@pytest.fixture
-async def relay():
-    async with running_relay(TOKENS) as r:
+@pytest.fixture(params=["one-node", "redis"])
+async def relay(request):
+    """Every rule holds for a lone relay and for a node that shares users through Redis."""
+    options = {}
+    if request.param == "redis":
+        options["redis_url"] = request.getfixturevalue("redis_server").url
+    async with running_relay(TOKENS, **options) as r:
         yield r
 
 
@@ -78,13 +51,6 @@ async def connect(relay):
     yield _connect
     for peer in peers:
         await peer.sio.disconnect()
-
-
-async def healthz(url: str) -> dict:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(url + "/healthz") as resp:
-            assert resp.status == 200
-            return await resp.json()
 
 
 def offer(to, **extra) -> dict:
@@ -241,11 +207,16 @@ async def test_garbage_frames_on_a_raw_websocket_do_not_hurt_the_relay(relay, co
 
 
 async def test_healthz_counts_users_and_sockets(relay, connect):
-    assert await healthz(relay.url) == {"status": "ok", "users": 0, "sockets": 0}
+    def counts(health: dict) -> dict:
+        if relay.redis_url:  # a node of several also says which it is and how Redis is
+            assert health.pop("redis") == "ok" and health.pop("node")
+        return health
+
+    assert counts(await healthz(relay.url)) == {"status": "ok", "users": 0, "sockets": 0}
     await connect("tok-kiosk")
     await connect("tok-kiosk")
     await connect("tok-alice")
-    assert await healthz(relay.url) == {"status": "ok", "users": 2, "sockets": 3}
+    assert counts(await healthz(relay.url)) == {"status": "ok", "users": 2, "sockets": 3}
 
 
 async def test_static_page_is_served_only_when_present(tmp_path):
@@ -261,15 +232,6 @@ async def test_static_page_is_served_only_when_present(tmp_path):
                 assert resp.status == 200 and "<h1>call</h1>" in await resp.text()
             async with http.get(relay.url + "/static/app.js") as resp:
                 assert resp.status == 200 and await resp.text() == "// js"
-
-
-async def run_cli(*args: str, **options) -> asyncio.subprocess.Process:
-    """`kioskd-relay ARGS` from this checkout, whether or not the package is installed."""
-    src = str(Path(__file__).resolve().parents[2] / "device")
-    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import sys; from kioskd.relay.server import main; sys.exit(main())",
-        *args, env=env, **options)
 
 
 async def test_cli_listens_relays_and_exits_cleanly_on_sigterm(tmp_path):

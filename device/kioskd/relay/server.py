@@ -23,7 +23,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
 
 import socketio
 from aiohttp import web
@@ -31,19 +31,32 @@ from aiohttp import web
 from .. import protocol
 from .tokens import TokensError, User, load_tokens, parse_tokens
 
+if TYPE_CHECKING:
+    from . import cluster
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PAYLOAD = 128 * 1024
 STATIC_DIR = Path(__file__).with_name("static")
 
+DEFAULT_PRESENCE_TTL = 15.0  # seconds; see cluster.py
+JOIN_TIMEOUT = 5.0  # seconds for Redis to confirm this node listens
+
 OFFLINE, TOO_LARGE, BAD_REQUEST = "user-offline", "payload-too-large", "bad-request"
 
 
-REDIS_MISSING = "--redis needs the 'redis' Python package: pip install redis"
+REDIS_MISSING = ("--redis needs the 'redis' Python package, which is not installed: "
+                 "pip install -c constraints.txt -e '.[relay-redis]' (or: pip install redis)")
+
+
+class RelayError(RuntimeError):
+    """Something the operator must fix (a missing package, an unreachable Redis). The message
+    is one sentence."""
 
 
 def _redis_available() -> bool:
-    return any(importlib.util.find_spec(name) for name in ("redis", "valkey"))
+    # Presence talks to Redis with the `redis` package itself, not only through python-socketio.
+    return importlib.util.find_spec("redis") is not None
 
 
 def _room(user_key: str) -> str:
@@ -94,6 +107,7 @@ class Relay:
         *,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         redis_url: str | None = None,
+        presence_ttl: float = DEFAULT_PRESENCE_TTL,
         static_dir: Path | str | None = STATIC_DIR,
     ) -> None:
         if max_payload <= 0:
@@ -114,15 +128,20 @@ class Relay:
         self._no_requests.set()
 
         _quiet_transport_errors()
-        manager = None
+        self._manager: cluster.RedisManager | None = None
+        self._presence: cluster.Presence | None = None
         if redis_url:
             # python-socketio would only notice a missing redis package at the first connection.
             if not _redis_available():
-                raise RuntimeError(REDIS_MISSING)
-            manager = socketio.AsyncRedisManager(redis_url)
+                raise RelayError(REDIS_MISSING)
+            from . import cluster  # imports redis: only for a relay that uses it
+
+            self._manager = cluster.RedisManager(redis_url)
+            self._presence = cluster.Presence(redis_url, self._sockets, ttl=presence_ttl,
+                                              listening=self._manager.listening.is_set)
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
-            client_manager=manager,
+            client_manager=self._manager,
             # The transport cap cuts off grossly oversized frames before they are even decoded;
             # headroom above max_payload lets a merely too-large event get a proper
             # payload-too-large reply, and leaves room for the packet envelope and for
@@ -180,9 +199,12 @@ class Relay:
             self.app.router.add_get("/socket.io/socket.io.js", serve_client)
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {"status": "ok", "users": len(self._sockets), "sockets": len(self._users)}
-        )
+        health: dict[str, Any] = {"status": "ok", "users": len(self._sockets),
+                                  "sockets": len(self._users)}
+        if self._presence is not None:
+            health["node"] = self._presence.node
+            health["redis"] = "ok" if self._presence.healthy else "unreachable"
+        return web.json_response(health)
 
     # -- Socket.IO -------------------------------------------------------------------------
 
@@ -197,6 +219,8 @@ class Relay:
         self._users[sid] = user
         self._sockets.setdefault(user.key, set()).add(sid)
         await self.sio.enter_room(sid, _room(user.key))
+        if self._presence is not None:  # in the room first: then other nodes may send to it
+            await self._presence.update(user.key)
         log.info("user %r (%s) connected from %s, sid %s", user.user_id, user.username,
                  remote, sid)
 
@@ -209,6 +233,8 @@ class Relay:
             sids.discard(sid)
             if not sids:
                 del self._sockets[user.key]
+        if self._presence is not None:
+            await self._presence.update(user.key)
         log.info("user %r disconnected, sid %s (%s)", user.user_id, sid, reason)
 
     async def _on_unknown(self, event: str, sid: str, *args: Any) -> None:
@@ -249,8 +275,7 @@ class Relay:
         if problem is not None:
             return await self._drop(sid, sender, event, BAD_REQUEST, problem)
         target = str(to)
-        # Across Redis nodes the target may live elsewhere, so offline is only known locally.
-        if not self.redis_url and target not in self._sockets:
+        if not await self._online(target):
             return await self._drop(sid, sender, event, OFFLINE,
                                     f"user {to!r} is not connected", to)
 
@@ -260,6 +285,12 @@ class Relay:
         if event != protocol.ICE_CANDIDATE:  # PROTOCOL.md: candidates carry `from` only
             out["fromUsername"] = sender.username
         await self.sio.emit(event, out, room=_room(target))
+
+    async def _online(self, user_key: str) -> bool:
+        if user_key in self._sockets:
+            return True
+        # With Redis the user may be connected to another node.
+        return self._presence is not None and await self._presence.online(user_key)
 
     async def _drop(self, sid: str, sender: User, event: str, code: str, message: str,
                     to: protocol.PeerId | None = None) -> None:
@@ -274,6 +305,7 @@ class Relay:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on host:port (0 = any free port) and return the relay's URL."""
+        await self._join_cluster()
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         try:
@@ -281,6 +313,7 @@ class Relay:
         except BaseException:
             await self._runner.cleanup()
             self._runner = None
+            await self._leave_cluster()
             raise
         bound_port = self._runner.addresses[0][1]
         shown = f"[{host}]" if ":" in host else host
@@ -298,10 +331,37 @@ class Relay:
         with contextlib.suppress(asyncio.TimeoutError):
             # Bounded: a polling-only client may hold a long-poll open for a while yet.
             await asyncio.wait_for(self._no_requests.wait(), 1.0)
+        await self._leave_cluster()
         await self.sio.shutdown()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _join_cluster(self) -> None:
+        """With Redis: listen to the other nodes, then announce this one. Before any client
+        can connect, so that nobody is shown online on a node that would miss their events."""
+        if self._manager is None or self._presence is None:
+            return
+        from .cluster import redacted
+
+        where = redacted(self._presence.url)
+        try:
+            await self._presence.ping()  # fails fast, with Redis's own reason
+            self._manager.initialize()
+            await asyncio.wait_for(self._manager.listening.wait(), JOIN_TIMEOUT)
+            await self._presence.start()
+        except Exception as exc:
+            await self._leave_cluster()
+            reason = ("no answer in time" if isinstance(exc, asyncio.TimeoutError)
+                      else f"{type(exc).__name__}: {exc}")
+            raise RelayError(f"cannot use Redis at {where}: {reason}") from None
+        log.info("relay node %s joined the nodes sharing Redis at %s", self._presence.node, where)
+
+    async def _leave_cluster(self) -> None:
+        if self._presence is not None:
+            await self._presence.stop()
+        if self._manager is not None:
+            await self._manager.close()
 
 
 @contextlib.asynccontextmanager
@@ -335,11 +395,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="largest event payload relayed (default %(default)s)")
     parser.add_argument("--redis", metavar="URL",
                         help="share users across relay nodes through Redis")
+    parser.add_argument("--presence-ttl", type=float, default=DEFAULT_PRESENCE_TTL,
+                        metavar="SECONDS",
+                        help="with --redis: how long users of a node that died may still look "
+                             "online (default %(default)s)")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     if args.max_payload <= 0:
         parser.error("--max-payload must be a positive number of bytes")
+    if not 1 <= args.presence_ttl <= 600:  # also refuses nan
+        parser.error("--presence-ttl must be 1 to 600 seconds")
     return args
 
 
@@ -348,7 +414,8 @@ async def _serve(args: argparse.Namespace, tokens: dict[str, User]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    relay = Relay(tokens, max_payload=args.max_payload, redis_url=args.redis)
+    relay = Relay(tokens, max_payload=args.max_payload, redis_url=args.redis,
+                  presence_ttl=args.presence_ttl)
     url = await relay.start(args.host, args.port)
     try:
         # Printed, not logged, so that it shows at any log level for whoever waits on it.
@@ -375,10 +442,13 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_serve(args, tokens))
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
         return 130
+    except RelayError as exc:  # e.g. Redis cannot be reached
+        print(f"kioskd-relay: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:  # e.g. the port is taken
         print(f"kioskd-relay: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
-    except Exception:  # e.g. --redis given but the redis package is missing
+    except Exception:
         log.exception("kioskd-relay stopped on an error")
         return 1
     return 0
