@@ -26,10 +26,12 @@ from .config import Config
 from .health import Notifier, status_line, watchdog_loop
 from .media import opening, registry
 from .media.capture import DeviceUnavailable
+from .media.h264 import is_pre_encoded
 from .media.switch import SwitchableTrack
 from .memory import release_free_memory
 from .metrics import KioskMetrics, MetricsServer
 from .policy.answer import AnswerPolicy
+from .policy.backoff import Backoff
 from .rtc.session import MediaPlan, RtcError, RtcSession
 from .signaling.client import SignalingClient
 
@@ -44,6 +46,8 @@ CONNECTING_SCREEN_DELAY_S = 0.2
 # Memory goes back to the system once the kiosk has been idle this long after a call: the
 # collection holds the GIL for tens of ms, which a call coming right after must not wait for.
 MEMORY_TRIM_DELAY_S = 1.0
+# A device lost mid-call is tried again after a random wait of up to 1 s, then 2, 4... 10 s.
+REOPEN_BASE_S, REOPEN_CAP_S, REOPEN_MIN_S = 1.0, 10.0, 0.25
 
 # The local sources, by config key: the name the screen and the log give each.
 MEDIA_DEVICES = {"video.source": "camera", "audio.source": "microphone"}
@@ -51,6 +55,17 @@ MEDIA_DEVICES = {"video.source": "camera", "audio.source": "microphone"}
 # says it: "Camera busy: ...".
 PROBLEM_WORDS = {"missing": "missing", "busy": "busy", "unsupported": "refused its settings",
                  "denied": "not allowed", "failed": "failed", "lost": "lost"}
+
+
+@dataclass
+class Reopen:
+    """How to open a call's camera or microphone again if it is lost mid-call."""
+
+    call: ev.Call
+    key: str  # the config key: "video.source", "audio.source"
+    name: str  # for the log: "video.source 'v4l2'"
+    factory: Any
+    modes: list[dict[str, Any]]
 
 
 @dataclass
@@ -333,22 +348,55 @@ class KioskApp:
             self.media_notices.pop(key, None)
         track = SwitchableTrack(opened.track)
         track.off = self.mic_muted if track.kind == "audio" else self.camera_off
-        track.on_ended = lambda error: self._source_ended(call, key, error)
+        # Reopened if lost mid-call, except the pre-encoded camera: its sender is bound to
+        # the first encoder (keyframe requests, bitrate), so that call goes on without it.
+        track.wait_for_replacement = not is_pre_encoded(opened.track)
+        reopen = Reopen(call, key, f"{key} {name!r}", registry.resolve(table, name), modes)
+        track.on_ended = lambda error: self._source_ended(track, reopen, error)
         if track.kind == "video" and self.screen is not None and self.config.display.preview:
             track.on_frame = self.screen.show_preview  # the picture-in-picture
         self._switches[track.kind] = track
         return track
 
-    def _source_ended(self, call: ev.Call, key: str, error: str) -> None:
+    def _source_ended(self, track: SwitchableTrack, reopen: Reopen, error: str) -> None:
         """A camera or microphone failed during the call: the call goes on with what remains
-        (aiortc's sender just stops for that track); say so in the log, status and screen."""
-        if self._session_call is not call:
+        while the device is opened again; say so in the log, status and screen."""
+        if self._session_call is not reopen.call:
             return
-        device = MEDIA_DEVICES[key]
-        log.error("call %s: %s lost mid-call: %s; the call goes on without it", call.id,
-                  device, error)
-        self._media_problem(key, "lost", f"{device} lost mid-call: {error}")
+        device = MEDIA_DEVICES[reopen.key]
+        log.error("call %s: %s lost mid-call: %s; the call goes on without it%s", reopen.call.id,
+                  device, error, ", trying to open it again" if track.wait_for_replacement
+                  else "")
+        self._media_problem(reopen.key, "lost", f"{device} lost mid-call: {error}")
         self._spawn(self._notify_state())
+        if track.wait_for_replacement:
+            self._spawn(self._reopen(track, reopen))
+
+    async def _reopen(self, track: SwitchableTrack, reopen: Reopen) -> None:
+        """Open a lost device again, with backoff, until it works or the call ends; the
+        track then carries on with it (an unplugged USB camera plugged back in)."""
+        backoff = Backoff(base_s=REOPEN_BASE_S, cap_s=REOPEN_CAP_S)
+        while self._session_call is reopen.call and track.readyState == "live":
+            await asyncio.sleep(max(REOPEN_MIN_S, backoff.next_delay()))  # a retry interval
+            if self._session_call is not reopen.call or track.readyState != "live":
+                return
+            try:
+                opened = await asyncio.to_thread(opening.open_device, reopen.factory,
+                                                 reopen.modes, reopen.name, budget_s=0)
+            except Exception as exc:
+                log.debug("%s: not back yet: %s", reopen.name, exc)
+                continue
+            if self._session_call is not reopen.call or track.readyState != "live":
+                opened.track.stop()
+                return
+            track.on_ended = lambda error: self._source_ended(track, reopen, error)
+            track.replace_source(opened.track)
+            log.info("call %s: %s is back", reopen.call.id, MEDIA_DEVICES[reopen.key])
+            if opened.fallback:
+                self.media_notices[reopen.key] = opened.fallback
+            self._media_problem(reopen.key, None)
+            self._spawn(self._notify_state())
+            return
 
     def _media_problem(self, key: str, reason: str | None, text: str = "") -> None:
         """Record (or, with reason None, clear) a local source's problem; the screen shows it."""

@@ -13,6 +13,7 @@ from kioskd.call.states import State
 from kioskd.cli import _print_status
 from kioskd.media import opening, registry
 from kioskd.media import picamera2 as picamera2_source
+from kioskd.media.capture import DeviceUnavailable
 from kioskd.media.synthetic import SyntheticCamera, SyntheticTone
 from tests.integration.conftest import connected_call, running_kiosk
 from tests.support.waiting import wait_until
@@ -145,17 +146,23 @@ async def test_a_camera_that_vanishes_mid_call_leaves_the_call_connected(
 
 
 class PulledMicrophone(SyntheticTone):
-    """A microphone that fails when `pull()` is called, as alsa's does when unplugged."""
+    """A microphone that can be pulled out (its track fails, as alsa's does when unplugged, and
+    it cannot be opened) and plugged back in."""
 
     made: list[PulledMicrophone] = []
+    plugged_in = True
 
     def __init__(self, **options) -> None:
+        if not PulledMicrophone.plugged_in:
+            raise DeviceUnavailable("cannot open the microphone: No such device", "missing")
         super().__init__(**options)
         self.error: str | None = None
         PulledMicrophone.made.append(self)
 
-    def pull(self) -> None:
-        self.error = "No such device"
+    @classmethod
+    def pull(cls) -> None:
+        cls.plugged_in = False
+        cls.made[-1].error = "No such device"
 
     async def recv(self):
         if self.error is not None:
@@ -166,10 +173,11 @@ class PulledMicrophone(SyntheticTone):
 async def test_a_microphone_that_vanishes_mid_call_means_video_with_a_warning(
         relay, alice, monkeypatch):
     monkeypatch.setitem(registry.AUDIO_SOURCES, "pulled", PulledMicrophone)
+    monkeypatch.setattr(PulledMicrophone, "plugged_in", True)
     async with running_kiosk(relay.url, "audio.source=pulled") as kiosk:
         await connected_call(kiosk, alice)
         await alice.sink.wait_for_frames(audio=10, video=5, timeout=15)
-        PulledMicrophone.made[-1].pull()
+        PulledMicrophone.pull()
         await wait_until(lambda: "audio.source" in (kiosk.status()["media_errors"] or {}))
         assert kiosk.status()["media_errors"]["audio.source"] == (
             "microphone lost mid-call: No such device")
@@ -177,6 +185,32 @@ async def test_a_microphone_that_vanishes_mid_call_means_video_with_a_warning(
         await alice.sink.wait_for_frames(video=seen + 10, timeout=10)  # the picture goes on
         assert kiosk.machine.state is State.CONNECTED
         assert warnings(kiosk) == ("Microphone lost",)
+
+        # Plugged back in: the kiosk finds it and is heard again, in the same call.
+        made = len(PulledMicrophone.made)
+        PulledMicrophone.plugged_in = True
+        await wait_until(lambda: kiosk.status()["media_errors"] is None, timeout=15)
+        assert len(PulledMicrophone.made) == made + 1 and warnings(kiosk) == ()
+        heard = alice.sink.audio_frames
+        await alice.sink.wait_for_frames(audio=heard + 25, timeout=10)
+
+
+async def test_a_camera_unplugged_and_plugged_back_in_comes_back_in_the_same_call(
+        relay, alice, fake_picamera2, monkeypatch):
+    monkeypatch.setattr(picamera2_source, "CAMERA_STALL_S", 0.5)
+    async with running_kiosk(relay.url, *PICAMERA2, "video.encoder=software") as kiosk:
+        await connected_call(kiosk, alice)
+        await alice.sink.wait_for_frames(video=10, timeout=15)
+        fake_picamera2.unplug(0)
+        await wait_until(lambda: "video.source" in (kiosk.status()["media_errors"] or {}),
+                         timeout=10)
+        assert warnings(kiosk) == ("Camera lost",)
+        fake_picamera2.replug(0)
+        await wait_until(lambda: kiosk.status()["media_errors"] is None, timeout=15)
+        seen = alice.sink.video_frames
+        await alice.sink.wait_for_frames(video=seen + 10, timeout=10)  # the picture is back
+        assert kiosk.machine.state is State.CONNECTED and warnings(kiosk) == ()
+        assert len(fake_picamera2.instances) == 2  # opened again, not a new call
 
 
 async def test_a_missing_microphone_means_video_with_a_warning(relay, alice):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -75,3 +77,33 @@ async def test_a_failing_callback_does_not_change_how_the_track_ends():
     source.fail("gone")
     with pytest.raises(MediaStreamError):
         await track.recv()
+
+
+async def test_a_replacement_source_carries_on_the_timestamps():
+    source = FailingSource()
+    track = SwitchableTrack(source)
+    track.wait_for_replacement = True
+    ended: list[str] = []
+    track.on_ended = ended.append
+    first = [await track.recv() for _ in range(3)]
+    source.fail("No such device")
+    waiting = asyncio.ensure_future(track.recv())  # waits for the device to come back
+    await asyncio.sleep(0.1)  # the device is away a while (not a synchronisation)
+    assert not waiting.done() and ended == ["No such device"]
+    track.replace_source(FailingSource())  # opened again: its own pts start at 0
+    frame = await asyncio.wait_for(waiting, 5)
+    gap = (frame.pts - first[-1].pts) * frame.time_base
+    assert 0.1 <= gap < 0.5  # the pause, not a jump back to 0
+    assert source.readyState == "ended"  # the old one let go
+
+
+async def test_stopping_a_track_that_waits_for_its_device_ends_it():
+    source = FailingSource()
+    track = SwitchableTrack(source)
+    track.wait_for_replacement = True
+    source.fail("gone")
+    waiting = asyncio.ensure_future(track.recv())
+    await asyncio.sleep(0)
+    track.stop()  # the call ended before the device came back
+    with pytest.raises(MediaStreamError):
+        await asyncio.wait_for(waiting, 5)

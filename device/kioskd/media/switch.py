@@ -6,12 +6,18 @@ out without an encoder: camera-off holds them back instead (the far end keeps th
 
 It is also where the app learns that a device failed mid-call: a source that ends by itself
 (its recv() raises MediaStreamError while the wrapper is still live) calls `on_ended` with the
-source's `error`. aiortc's sender then stops sending that track; the call goes on.
+source's `error`. Then either the wrapper ends too (aiortc's sender stops sending that track;
+the call goes on), or, with `wait_for_replacement` set, it waits for `replace_source()` with
+the device opened again, and goes on from there: the far end sees a pause, then the picture or
+the sound again, with timestamps that carry on from where they stopped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from fractions import Fraction
 from typing import Callable
 
 import av
@@ -32,7 +38,13 @@ class SwitchableTrack(MediaStreamTrack):
         # Called once, on the loop, with why, when the source ends without stop() (a device
         # that failed mid-call); must not block.
         self.on_ended: Callable[[str], None] | None = None
+        # After on_ended, wait for replace_source() instead of ending (the app reopens).
+        self.wait_for_replacement = False
+        self._replaced = asyncio.Event()
         self._black: av.VideoFrame | None = None
+        self._pts_offset = 0  # added to the source's pts, so a replacement carries on
+        self._rebase = False  # compute _pts_offset at the next frame (a new source)
+        self._last: tuple[int, Fraction, float] | None = None  # pts, time base, when sent
 
     async def recv(self):  # returns what the source returns, replaced while off
         while True:
@@ -40,7 +52,14 @@ class SwitchableTrack(MediaStreamTrack):
                 frame = await self.source.recv()
             except MediaStreamError:
                 self._source_ended()
-                raise
+                if not self.wait_for_replacement or self.readyState != "live":
+                    raise
+                self._replaced.clear()
+                await self._replaced.wait()  # replace_source() or stop()
+                if self.readyState != "live":
+                    raise
+                continue
+            self._carry_on_timing(frame)
             if self.off:
                 if isinstance(frame, av.AudioFrame):
                     frame = _silence_like(frame)
@@ -51,6 +70,26 @@ class SwitchableTrack(MediaStreamTrack):
             if self.on_frame is not None and isinstance(frame, av.VideoFrame):
                 self.on_frame(frame)
             return frame
+
+    def replace_source(self, source: MediaStreamTrack) -> None:
+        """Go on with `source` (the same device, opened again). Its timestamps are shifted to
+        carry on from the last frame sent, plus the time since."""
+        old, self.source = self.source, source
+        old.stop()
+        self._rebase = True
+        self._replaced.set()
+
+    def _carry_on_timing(self, frame) -> None:
+        if frame.pts is None or frame.time_base is None:
+            return
+        now = time.monotonic()
+        if self._rebase and self._last is not None:
+            last_pts, last_time_base, sent_at = self._last
+            due_s = last_pts * last_time_base + Fraction(now - sent_at)
+            self._pts_offset = round(due_s / frame.time_base) - frame.pts
+        self._rebase = False
+        frame.pts += self._pts_offset
+        self._last = (frame.pts, frame.time_base, now)
 
     def _source_ended(self) -> None:
         if self.readyState != "live":
@@ -79,6 +118,7 @@ class SwitchableTrack(MediaStreamTrack):
     def stop(self) -> None:
         super().stop()
         self.source.stop()
+        self._replaced.set()  # a recv() waiting for a replacement ends
 
     def __getattr__(self, name: str):
         # Back-end extras (keyframe requests, stats, pre-encoded codec) pass through.

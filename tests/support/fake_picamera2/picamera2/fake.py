@@ -27,6 +27,12 @@ def unplug(camera_num: int = 0) -> None:
         unplugged.add(camera_num)
 
 
+def replug(camera_num: int = 0) -> None:
+    """The camera is back (plugged in again): it is listed and can be opened once more."""
+    with lock:
+        unplugged.discard(camera_num)
+
+
 def reset() -> None:
     global CAMERAS, BUSY, MAX_SIZE, busy_refusals
     CAMERAS, BUSY, MAX_SIZE, busy_refusals = 1, False, None, 0

@@ -241,7 +241,8 @@ class Picamera2:
     # -- capturing ------------------------------------------------------------------------
 
     def _next_request(self, wait) -> CompletedRequest:
-        timeout = None if wait in (None, True) else float(wait)
+        # `is`, not `in (None, True)`: 1.0 == True, and wait=1.0 is a timeout of a second.
+        timeout = None if wait is None or wait is True else float(wait)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._condition:
             seen = self.frames
