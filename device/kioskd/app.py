@@ -26,7 +26,6 @@ from .config import Config
 from .health import Notifier, status_line, watchdog_loop
 from .media import opening, registry
 from .media.capture import DeviceUnavailable
-from .media.h264 import is_pre_encoded
 from .media.switch import SwitchableTrack
 from .memory import release_free_memory
 from .metrics import KioskMetrics, MetricsServer
@@ -348,9 +347,7 @@ class KioskApp:
             self.media_notices.pop(key, None)
         track = SwitchableTrack(opened.track)
         track.off = self.mic_muted if track.kind == "audio" else self.camera_off
-        # Reopened if lost mid-call, except the pre-encoded camera: its sender is bound to
-        # the first encoder (keyframe requests, bitrate), so that call goes on without it.
-        track.wait_for_replacement = not is_pre_encoded(opened.track)
+        track.wait_for_replacement = True  # a device lost mid-call is opened again
         reopen = Reopen(call, key, f"{key} {name!r}", registry.resolve(table, name), modes)
         track.on_ended = lambda error: self._source_ended(track, reopen, error)
         if track.kind == "video" and self.screen is not None and self.config.display.preview:
@@ -364,9 +361,9 @@ class KioskApp:
         if self._session_call is not reopen.call:
             return
         device = MEDIA_DEVICES[reopen.key]
-        log.error("call %s: %s lost mid-call: %s; the call goes on without it%s", reopen.call.id,
-                  device, error, ", trying to open it again" if track.wait_for_replacement
-                  else "")
+        log.error("call %s: %s lost mid-call: %s; the call goes on without it%s",
+                  reopen.call.id, device, error,
+                  " while it is opened again" if track.wait_for_replacement else "")
         self._media_problem(reopen.key, "lost", f"{device} lost mid-call: {error}")
         self._spawn(self._notify_state())
         if track.wait_for_replacement:
@@ -375,6 +372,7 @@ class KioskApp:
     async def _reopen(self, track: SwitchableTrack, reopen: Reopen) -> None:
         """Open a lost device again, with backoff, until it works or the call ends; the
         track then carries on with it (an unplugged USB camera plugged back in)."""
+        track.source.stop()  # let go of the device, so that it can be opened again
         backoff = Backoff(base_s=REOPEN_BASE_S, cap_s=REOPEN_CAP_S)
         while self._session_call is reopen.call and track.readyState == "live":
             await asyncio.sleep(max(REOPEN_MIN_S, backoff.next_delay()))  # a retry interval

@@ -195,10 +195,11 @@ async def test_a_microphone_that_vanishes_mid_call_means_video_with_a_warning(
         await alice.sink.wait_for_frames(audio=heard + 25, timeout=10)
 
 
+@pytest.mark.parametrize("encoder", ["software", "hardware"])
 async def test_a_camera_unplugged_and_plugged_back_in_comes_back_in_the_same_call(
-        relay, alice, fake_picamera2, monkeypatch):
+        relay, alice, fake_picamera2, monkeypatch, encoder):
     monkeypatch.setattr(picamera2_source, "CAMERA_STALL_S", 0.5)
-    async with running_kiosk(relay.url, *PICAMERA2, "video.encoder=software") as kiosk:
+    async with running_kiosk(relay.url, *PICAMERA2, f"video.encoder={encoder}") as kiosk:
         await connected_call(kiosk, alice)
         await alice.sink.wait_for_frames(video=10, timeout=15)
         fake_picamera2.unplug(0)

@@ -341,7 +341,8 @@ def h264_preferences() -> list[RTCRtpCodecCapability]:
 
 
 def attach_sender(sender: RTCRtpSender, track: MediaStreamTrack | None = None) -> bool:
-    """Route the far end's keyframe requests and bitrate estimates for `sender` to `track`.
+    """Route the far end's keyframe requests and bitrate estimates for `sender` to `track`
+    (or, for a wrapper with a `source`, to whatever its source is at the time).
 
     Call it once per sender, right after `addTransceiver`/`addTrack`, for any track: it does
     nothing (and returns False) unless the track is pre-encoded. aiortc's sender keeps its
@@ -350,24 +351,28 @@ def attach_sender(sender: RTCRtpSender, track: MediaStreamTrack | None = None) -
     rather than sending H.264 bytes as VP8).
     """
     track = track if track is not None else sender.track
-    if not isinstance(track, PreEncodedH264Track) or getattr(sender, "_kioskd_attached", False):
+    if not is_pre_encoded(track) or getattr(sender, "_kioskd_attached", False):
         return False
     handle_rtcp = sender._handle_rtcp_packet
     send = sender.send
+
+    def encoder() -> Any:
+        # A wrapper (SwitchableTrack) may get a new source mid-call: a camera opened again.
+        return getattr(track, "source", track)
 
     async def handle_rtcp_packet(packet: Any) -> None:
         await handle_rtcp(packet)
         if not isinstance(packet, RtcpPsfbPacket):
             return
         if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-            track.request_keyframe()
+            encoder().request_keyframe()
         elif packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
             except ValueError:
                 return
             if sender._ssrc in ssrcs:
-                track.bitrate_estimate(bitrate)
+                encoder().bitrate_estimate(bitrate)
 
     async def checked_send(parameters: Any) -> None:
         codec = parameters.codecs[0] if parameters.codecs else None
@@ -375,8 +380,10 @@ def attach_sender(sender: RTCRtpSender, track: MediaStreamTrack | None = None) -
             name = codec.mimeType if codec is not None else "no codec"
             log.error("the far end refused H.264 (negotiated %s): the pre-encoded camera "
                       "sends nothing; offer H.264 or use video.encoder = \"software\"", name)
-            track.end(f"the far end refused H.264 (negotiated {name})")
-            track.stop()
+            if hasattr(track, "wait_for_replacement"):
+                track.wait_for_replacement = False  # no camera opened again would fit either
+            encoder().end(f"the far end refused H.264 (negotiated {name})")
+            encoder().stop()
         await send(parameters)
 
     sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]

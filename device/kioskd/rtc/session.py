@@ -139,7 +139,7 @@ class RtcSession:
                 self._local_tracks.append(track)
                 transceiver = self._pc.addTransceiver(track, direction="sendrecv")
                 # Pre-encoded H.264: keyframe requests and REMB must reach the camera's encoder.
-                attach_sender(transceiver.sender, getattr(track, "source", track))
+                attach_sender(transceiver.sender, track)
             else:
                 transceiver = self._pc.addTransceiver(kind, direction="recvonly")
             if kind == "video":
