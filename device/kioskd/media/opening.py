@@ -121,3 +121,63 @@ def _open_when_free(factory: Callable[..., Any], options: dict[str, Any], name: 
             else:
                 log.warning("%s is still busy; retry %d in %.2f s", name, tries, delay)
             sleep(delay)
+
+
+# -- what the config names ----------------------------------------------------------------------
+# The daemon, `kioskctl selftest` and the benchmarks open devices only through these, so a
+# device is opened the same way everywhere.
+
+
+def configured_modes(table: Any, config: Any) -> tuple[Any, list[dict[str, Any]], str]:
+    """(back end, modes to try in order, name for the log) of the source `config` selects in
+    `table` (registry.VIDEO_SOURCES or AUDIO_SOURCES)."""
+    from . import registry
+
+    section, _, key = table.setting.partition(".")
+    name = getattr(getattr(config, section), key)
+    backend = registry.resolve(table, name)
+    settings = getattr(backend, "settings", None)
+    modes = [settings(config)] if settings is not None else [_legacy_settings(table, config)]
+    fallbacks = getattr(backend, "fallback_modes", None)
+    if fallbacks is not None:
+        modes += fallbacks(modes[0])
+    elif name in ("picamera2", "v4l2"):
+        modes += basic_modes(modes[0])
+    return backend, modes, f"{table.setting} {name!r}"
+
+
+def _legacy_settings(table: Any, config: Any) -> dict[str, Any]:
+    # Until every back end reads its own settings (from_config).
+    if table.setting == "audio.source":
+        audio = config.audio
+        return {"frequency": audio.tone_hz} if audio.source == "synthetic" \
+            else {"device": audio.capture_device} if audio.source == "alsa" else {}
+    video = config.video
+    options: dict[str, Any] = {"width": video.width, "height": video.height, "fps": video.fps}
+    if video.source == "picamera2":
+        options.update(encode=video.encoder, bitrate=video.bitrate_kbps * 1000 or None)
+    elif video.source == "v4l2":
+        options.update(device=video.device, input_format=video.input_format)
+    elif video.source == "file":
+        options.update(path=video.file)
+    return options
+
+
+def open_configured(table: Any, config: Any, *, budget_s: float | None = None) -> Opened:
+    """Open the source `config` selects in `table`, with the fallbacks above. Blocks: call it
+    on a worker thread."""
+    backend, modes, name = configured_modes(table, config)
+    return open_device(backend, modes, name, budget_s=budget_s)
+
+
+def configured_speaker(config: Any) -> Any:
+    """The audio sink `config` selects (not started). Raises ImportError or UnknownBackend
+    when it cannot be had."""
+    from . import registry
+
+    audio = config.audio
+    backend = registry.resolve(registry.AUDIO_SINKS, audio.sink)
+    if hasattr(backend, "from_config"):
+        return backend.from_config(config)
+    return backend(device=audio.playback_device, buffer_ms=audio.playout_buffer_ms,
+                   max_buffer_ms=audio.max_playout_ms)
