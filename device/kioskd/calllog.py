@@ -294,3 +294,41 @@ class CallRecorder:
 def _log_failure(future: Future) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("call log write failed", exc_info=future.exception())
+
+
+class CallLogService:
+    """The daemon's call log as a component: opened at start (off the loop), closed at stop.
+
+    Calls matter more than their history: a log that cannot be opened is reported and the
+    kiosk answers calls anyway (`recorder` stays None).
+    """
+
+    name = "call log"
+
+    def __init__(self, path: str, max_rows: int, max_age_days: float) -> None:
+        self.path = default_path(path)
+        self._max_rows, self._max_age_days = max_rows, max_age_days
+        self.recorder: CallRecorder | None = None
+
+    async def start(self) -> None:
+        self.recorder = await asyncio.to_thread(self._open)
+
+    def _open(self) -> CallRecorder | None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            calllog = CallLog(self.path, max_rows=self._max_rows,
+                              max_age_days=self._max_age_days)
+        except Exception as exc:
+            log.error("cannot open the call log %s (%s): calls are not recorded; set "
+                      "calllog.path to a writable file", self.path, exc)
+            return None
+        interrupted = calllog.mark_interrupted()
+        if interrupted:
+            log.warning("%d call(s) were interrupted when kioskd last stopped", interrupted)
+        log.info("call log at %s", self.path)
+        return CallRecorder(calllog)
+
+    async def stop(self) -> None:
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            await recorder.aclose()

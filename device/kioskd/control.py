@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .call import events as ev
+from .config import config_as_dict
 
 if TYPE_CHECKING:
     from .app import KioskApp
@@ -33,26 +34,60 @@ def socket_path(configured: str, env: dict[str, str] | None = None) -> Path:
     return Path(runtime) / "kioskd" / "control.sock"
 
 
+class AnotherDaemon(RuntimeError):
+    """Another kioskd answers on our control socket: this one must not start."""
+
+
+async def answers(path: Path, timeout: float = 2.0) -> bool:
+    """Whether a daemon is listening on the socket at `path` (False for a stale file)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
+    except (FileNotFoundError, ConnectionRefusedError, asyncio.TimeoutError):
+        return False
+    except PermissionError:
+        return True  # someone else's socket: not ours to take over
+    writer.close()
+    return True
+
+
 class ControlServer:
+    """The socket kioskctl talks to. Started first: a second kioskd (or the demo beside the
+    service) refuses to start instead of taking the first one's socket over."""
+
+    name = "control socket"
+
     def __init__(self, app: KioskApp, path: Path) -> None:
         self.app = app
         self.path = path
         self._server: asyncio.AbstractServer | None = None
+        self._inode: int | None = None  # our socket file, so that we remove only ours
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
         if self.path.exists():
-            self.path.unlink()  # left by a daemon that was killed
+            if await answers(self.path):
+                raise AnotherDaemon(
+                    f"another kioskd is running: it answers on {self.path}. Stop it first "
+                    "(systemctl stop kioskd), or give this one its own control.socket")
+            log.info("removing the stale control socket %s (a daemon that was killed)",
+                     self.path)
+            self.path.unlink()
         self._server = await asyncio.start_unix_server(
             self._serve, path=str(self.path), limit=MAX_REQUEST_BYTES)
         os.chmod(self.path, 0o660)
+        self._inode = self.path.stat().st_ino
         log.info("control socket at %s", self.path)
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-            self.path.unlink(missing_ok=True)
+            self._server = None
+            try:
+                if self.path.stat().st_ino == self._inode:
+                    self.path.unlink()
+            except FileNotFoundError:
+                pass
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -76,13 +111,21 @@ class ControlServer:
         if command == "status":
             return {"ok": True, "status": app.status()}
         if command == "calls":
-            if app.calls is None:
+            recorder = app.calllog.recorder
+            if recorder is None:
                 return {"ok": False, "error": "the call log is not open; see the daemon's log"}
             limit = request.get("limit", 20)
             if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 10000:
                 return {"ok": False, "error": "limit must be a whole number from 1 to 10000"}
-            calls = await app.calls.recent(limit, bool(request.get("missed")))
+            calls = await recorder.recent(limit, bool(request.get("missed")))
             return {"ok": True, "calls": calls}
+        if command == "config":
+            # Where the running daemon's config came from, so that kioskctl's config show and
+            # selftest see what the daemon sees (the demo's config is all --set).
+            config = app.config
+            return {"ok": True, "path": str(config.path) if config.path else None,
+                    "overrides": list(app.overrides),
+                    "config": config_as_dict(config, mask_secrets=True)}
         if command == "call":
             try:
                 target = app.place_call(request.get("user"), request.get("type", "video"))
@@ -90,10 +133,7 @@ class ControlServer:
                 return {"ok": False, "error": str(exc)}
             return {"ok": True, "calling": target}
         if command == "reload":
-            reload = getattr(app, "reload", None)
-            if reload is None:
-                return {"ok": False, "error": "this kioskd cannot reload"}
-            return {"ok": True} if reload() else {
+            return {"ok": True} if app.reload() else {
                 "ok": False, "error": "the config has errors; see the daemon's log"}
         if command in ("mute", "camera"):
             off = request.get("off")

@@ -3,7 +3,8 @@
     python -m kioskd.demo [--port 8080] [--host 127.0.0.1] [--display none|window|fullscreen]
                           [--set KEY=VALUE ...]
 
-Tokens are made fresh in a private folder each run and printed with the address to open.
+Tokens are made fresh in a private folder each run and printed with the address to open; the
+folder (tokens, call log) is removed when the demo stops.
 """
 
 from __future__ import annotations
@@ -38,12 +39,13 @@ def _default_display() -> str:
     return "window" if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") else "none"
 
 
-async def _main(args: argparse.Namespace) -> int:
-    from .cli import run_daemon, setup_logging
+async def _main(args: argparse.Namespace, folder: Path) -> int:
     from .config import ConfigError, load_config, read_token
+    from .control import AnotherDaemon
+    from .daemon import run_daemon
+    from .logsetup import setup_logging
     from .relay.server import running_relay
 
-    folder = Path(tempfile.mkdtemp(prefix="kioskd-demo-"))
     tokens, visitor_token, token_file = _write_tokens(folder)
     try:
         relay_cm = running_relay(tokens, host=args.host, port=args.port)
@@ -81,7 +83,11 @@ display {config.display.mode}, answer mode {config.answer.mode}.
   Call history:        .venv/bin/kioskctl calls
   Stop:                Ctrl-C
 """, flush=True)
-        await run_daemon(config, token, overrides)
+        try:
+            await run_daemon(config, token, overrides)
+        except AnotherDaemon as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 1
     finally:
         await relay_cm.__aexit__(None, None, None)
     return 0
@@ -98,10 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a kiosk config key")
     args = parser.parse_args(argv)
-    try:
-        return asyncio.run(_main(args))
-    except KeyboardInterrupt:
-        return 0
+    # The tokens, the call log: this run's only, gone when it stops.
+    with tempfile.TemporaryDirectory(prefix="kioskd-demo-") as folder:
+        try:
+            return asyncio.run(_main(args, Path(folder)))
+        except KeyboardInterrupt:
+            return 0
 
 
 if __name__ == "__main__":

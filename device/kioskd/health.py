@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from typing import Mapping
+from typing import Callable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -133,3 +133,23 @@ async def watchdog_loop(notifier: Notifier, interval: float | None = None) -> No
     while True:
         notifier.watchdog()
         await asyncio.sleep(interval)
+
+
+class Health:
+    """systemd's view of the daemon as a component: ready once everything before it has
+    started, the watchdog pinged from the loop while it runs, stopping first when it stops."""
+
+    name = "health"
+
+    def __init__(self, notifier: Notifier, status: Callable[[], str]) -> None:
+        self.notifier = notifier
+        self._status = status
+
+    async def start(self) -> None:
+        self.notifier.ready(self._status())
+
+    async def run(self) -> None:
+        await watchdog_loop(self.notifier)
+
+    async def stop(self) -> None:
+        self.notifier.stopping()

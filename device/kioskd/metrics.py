@@ -216,6 +216,8 @@ class MetricsServer:
     """Serves `registry` at http://host:port/metrics. Keep host on loopback: the metrics say
     who calls and when. `port=0` picks a free port; `port` holds the bound one after start()."""
 
+    name = "metrics server"
+
     def __init__(self, registry: Registry, host: str = "127.0.0.1", port: int = 9464) -> None:
         self.registry, self.host, self.port = registry, host, port
         self._runner: web.AppRunner | None = None

@@ -77,7 +77,7 @@ async def test_browser_calls_kiosk_video(relay, open_caller):
         stats = await page_stats(page, "s.framesDecoded > 10 && s.framesEncoded > 10")
         assert stats["videoBytesSent"] > 0 and stats["audioBytesSent"] > 0
         await audio_grows(page)
-        await kiosk.media.sink.wait_for_frames(video=10, audio=20, timeout=15)
+        await kiosk.runner.media.sink.wait_for_frames(video=10, audio=20, timeout=15)
         assert kiosk.status()["call"]["peer_name"] == "Alice"
 
 
@@ -87,14 +87,14 @@ async def test_browser_calls_kiosk_audio_only(relay, open_caller):
         await page.click("#audio-call")
         await connected(page, kiosk)
         await audio_grows(page)
-        await kiosk.media.sink.wait_for_frames(audio=20, timeout=15)
+        await kiosk.runner.media.sink.wait_for_frames(audio=20, timeout=15)
         stats = await page_stats(page, "s.audioBytesSent > 0")
         assert stats["framesDecoded"] == 0 and stats["framesEncoded"] == 0
-        assert kiosk.media.sink.video_frames == 0
+        assert kiosk.runner.media.sink.video_frames == 0
         assert kiosk.status()["call"]["type"] == "audio"
         # The kiosk answered the m-lines it was offered: audio only.
-        assert "m=video" not in kiosk._session.pc.remoteDescription.sdp
-        assert "m=video" not in kiosk._session.pc.localDescription.sdp
+        assert "m=video" not in kiosk.runner.session.pc.remoteDescription.sdp
+        assert "m=video" not in kiosk.runner.session.pc.localDescription.sdp
 
 
 async def test_kiosk_calls_browser_which_answers_by_itself(relay, open_caller):
@@ -105,7 +105,7 @@ async def test_kiosk_calls_browser_which_answers_by_itself(relay, open_caller):
         await expect(page.locator("#incoming")).to_be_hidden()
         await page_stats(page, "s.framesDecoded > 10 && s.framesEncoded > 10")
         await audio_grows(page)
-        await kiosk.media.sink.wait_for_frames(video=10, audio=20, timeout=15)
+        await kiosk.runner.media.sink.wait_for_frames(video=10, audio=20, timeout=15)
 
 
 async def test_browser_hangs_up(relay, open_caller):
@@ -116,8 +116,8 @@ async def test_browser_hangs_up(relay, open_caller):
         await page.click("#hangup")
         await expect_status(page, "ended: hangup")
         await kiosk.wait_for_state(State.IDLE)
-        assert kiosk.last_call["outcome"] == "answered"
-        assert kiosk.last_call["reason"] == "hangup"
+        assert kiosk.runner.last_call["outcome"] == "answered"
+        assert kiosk.runner.last_call["reason"] == "hangup"
 
 
 async def test_kiosk_hangs_up(relay, open_caller):
@@ -142,7 +142,7 @@ async def test_browser_declines_the_kiosks_call(relay, open_caller):
         await expect_status(page, "declined")
         await expect(page.locator("#incoming")).to_be_hidden()
         await kiosk.wait_for_state(State.IDLE)
-        assert kiosk.last_call["outcome"] == "declined"
+        assert kiosk.runner.last_call["outcome"] == "declined"
 
 
 async def test_kiosk_call_nobody_answers(relay, open_caller):
@@ -154,7 +154,7 @@ async def test_kiosk_call_nobody_answers(relay, open_caller):
         assert await page.evaluate(
             "window.caller.events.some(e => e.dir === 'in' && e.event === 'webrtc:call-timeout')")
         await kiosk.wait_for_state(State.IDLE)
-        assert kiosk.last_call["outcome"] == "timed out"
+        assert kiosk.runner.last_call["outcome"] == "timed out"
 
 
 async def test_browser_call_nobody_answers(relay, open_caller):
@@ -167,8 +167,8 @@ async def test_browser_call_nobody_answers(relay, open_caller):
         await expect_status(page, "timeout")
         await page_sent(page, "webrtc:call-timeout")
         await kiosk.wait_for_state(State.IDLE)
-        assert kiosk.last_call["outcome"] == "missed"
-        assert kiosk.last_call["reason"] == "timeout"
+        assert kiosk.runner.last_call["outcome"] == "missed"
+        assert kiosk.runner.last_call["reason"] == "timeout"
 
 
 @pytest.mark.parametrize("codecs,expected", [
@@ -190,7 +190,7 @@ async def test_video_codec_follows_the_kiosk_config(relay, open_caller, caller, 
         stats = await page_stats(page, "s.framesDecoded > 5 && s.framesEncoded > 5")
         assert stats["videoCodec"] == expected  # what the kiosk sends
         assert stats["sendVideoCodec"] == expected  # what the page sends
-        await kiosk.media.sink.wait_for_frames(video=5, timeout=15)
+        await kiosk.runner.media.sink.wait_for_frames(video=5, timeout=15)
 
 
 async def test_unknown_token_shows_unauthorized(relay, browser):
@@ -231,7 +231,7 @@ async def test_reoffer_is_answered_in_place_and_others_get_busy(relay, open_call
             kiosk.place_call(42)
             await kiosk.wait_for_state(State.CALLING)
             await kiosk.wait_for_state(State.IDLE)
-            assert kiosk.last_call["outcome"] == "busy"
+            assert kiosk.runner.last_call["outcome"] == "busy"
         await expect_status(page, "connected")
     finally:
         await alice.close()

@@ -25,7 +25,7 @@ async def test_kiosk_on_alsa_microphone_and_speaker(relay, alice, tmp_path, monk
         await connected_call(kiosk, alice, "audio")
         # 150 frames of 20 ms: three seconds of audio each way.
         await alice.sink.wait_for_frames(audio=150, timeout=20)
-        await kiosk.media.speaker.wait_for_frames(audio=150, timeout=20)
+        await kiosk.runner.media.speaker.wait_for_frames(audio=150, timeout=20)
         assert kiosk.status()["call"]["media"]["speaker"]["device_error"] is None
         received = plugin.dominant_frequency(alice.sink.recorded())
     heard = plugin.analyse(plugin.read_raw(out), expected_hz=660.0)  # the caller's tone

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.timeout(90)]
 
 
 def kiosk_sink(kiosk):
-    return kiosk.media.sink
+    return kiosk.runner.media.sink
 
 
 async def test_auto_answer_video_and_audio_both_ways(kiosk, alice):
@@ -31,7 +31,7 @@ async def test_auto_answer_video_and_audio_both_ways(kiosk, alice):
     assert status["state"] == "connected" and status["call"]["peer"] == "alice"
     assert status["call"]["peer_name"] == "Alice"
     # The caller's video came through the jitter buffer that releases frames at their marker.
-    video = [t.receiver for t in kiosk._session.pc.getTransceivers() if t.kind == "video"]
+    video = [t.receiver for t in kiosk.runner.session.pc.getTransceivers() if t.kind == "video"]
     assert [type(r._RTCRtpReceiver__jitter_buffer) for r in video] == [MarkerJitterBuffer]
 
 
@@ -52,8 +52,8 @@ async def test_caller_hangs_up(kiosk, alice):
     await connected_call(kiosk, alice)
     await alice.hangup()
     await kiosk.wait_for_state(State.IDLE)
-    assert kiosk.last_call["outcome"] == "answered"
-    assert kiosk.last_call["reason"] == "hangup"
+    assert kiosk.runner.last_call["outcome"] == "answered"
+    assert kiosk.runner.last_call["reason"] == "hangup"
 
 
 async def test_kiosk_hangs_up(kiosk, alice):
@@ -70,8 +70,8 @@ async def test_second_caller_is_told_busy(kiosk, alice, bob):
     await bob.call("kiosk")
     data = await bob.expect("webrtc:call-reject")
     assert data["reason"] == "busy" and data["from"] == "kiosk"
-    assert kiosk.machine.state is State.CONNECTED
-    assert kiosk.machine.call.peer == "alice"
+    assert kiosk.runner.machine.state is State.CONNECTED
+    assert kiosk.runner.machine.call.peer == "alice"
 
 
 async def test_reoffer_from_the_same_caller_replaces_the_connection(kiosk, alice):
@@ -81,8 +81,8 @@ async def test_reoffer_from_the_same_caller_replaces_the_connection(kiosk, alice
     await alice.receive_answer()
     await asyncio.wait_for(alice.connected.wait(), 10)
     await kiosk.wait_for_state(State.CONNECTED)
-    assert kiosk.machine.call.attempt == 2
-    assert State.RINGING not in kiosk.machine.history
+    assert kiosk.runner.machine.call.attempt == 2
+    assert State.RINGING not in kiosk.runner.machine.history
     await old_pc.close()
 
 
@@ -93,7 +93,7 @@ async def test_manual_mode_rings_and_times_out(relay, alice):
         data = await alice.expect("webrtc:call-reject", timeout=5)
         assert data["reason"] == "timeout"
         await kiosk.wait_for_state(State.IDLE)
-        assert kiosk.last_call["outcome"] == "missed"
+        assert kiosk.runner.last_call["outcome"] == "missed"
 
 
 async def test_manual_mode_answered_by_a_person(relay, alice):
@@ -112,7 +112,7 @@ async def test_allowlist_refuses_a_stranger_and_answers_a_friend(relay, alice, b
         await alice.call("kiosk")
         data = await alice.expect("webrtc:call-reject")
         assert data["reason"] == "policy"
-        assert kiosk.machine.state is State.IDLE
+        assert kiosk.runner.machine.state is State.IDLE
         await connected_call(kiosk, bob)  # numeric id 42 is on the list
 
 
@@ -152,8 +152,8 @@ async def test_kiosk_survives_a_relay_restart(alice):
         async with running_kiosk(first.url, "signaling.connect_timeout_s=2") as kiosk:
             await first.stop()
             # The kiosk notices and keeps trying; a new relay on the same port takes it back.
-            async with kiosk.state_changed:
-                await asyncio.wait_for(kiosk.state_changed.wait_for(
+            async with kiosk.status_keeper.state_changed:
+                await asyncio.wait_for(kiosk.status_keeper.state_changed.wait_for(
                     lambda: kiosk.signaling.status != "online"), 10)
             async with running_relay(TOKENS, port=port) as second:
                 await asyncio.wait_for(kiosk.signaling.connected.wait(), 30)
@@ -170,12 +170,13 @@ async def test_unauthorized_token_is_a_configuration_error_not_a_crash(relay, tm
     from kioskd.app import KioskApp
     from kioskd.config import load_config
     config = load_config(None, [f"signaling.url={relay.url}",
-                                f"calllog.path={tmp_path / 'calls.sqlite3'}"])
+                                f"calllog.path={tmp_path / 'calls.sqlite3'}",
+                                f"control.socket={tmp_path / 'control.sock'}"])
     app = KioskApp(config, "wrong-token")
     task = asyncio.create_task(app.run())
     try:
-        async with app.state_changed:
-            await asyncio.wait_for(app.state_changed.wait_for(
+        async with app.status_keeper.state_changed:
+            await asyncio.wait_for(app.status_keeper.state_changed.wait_for(
                 lambda: app.signaling.status == "unauthorized"), 10)
         assert not task.done()
     finally:
@@ -200,15 +201,15 @@ async def test_kiosk_call_out_times_out(relay, alice):
         data = await alice.expect("webrtc:call-timeout", timeout=5)
         assert data["from"] == "kiosk"
         await kiosk.wait_for_state(State.IDLE)
-        assert kiosk.last_call["outcome"] == "timed out"
+        assert kiosk.runner.last_call["outcome"] == "timed out"
 
 
 async def test_calling_an_offline_user_ends_the_attempt(kiosk):
     kiosk.place_call("nobody")
     await kiosk.wait_for_state(State.CALLING)
     await kiosk.wait_for_state(State.IDLE)
-    assert kiosk.last_call["outcome"] == "failed"
-    assert kiosk.last_call["reason"] == "unavailable"
+    assert kiosk.runner.last_call["outcome"] == "failed"
+    assert kiosk.runner.last_call["reason"] == "unavailable"
 
 
 async def test_a_display_that_cannot_open_does_not_stop_the_call(relay, alice, monkeypatch):
@@ -216,9 +217,9 @@ async def test_a_display_that_cannot_open_does_not_stop_the_call(relay, alice, m
     # pygame's display init fail the way a kiosk with no screen attached would.
     monkeypatch.setenv("SDL_VIDEODRIVER", "no-such-driver")
     async with running_kiosk(relay.url, "display.mode=window") as kiosk:
-        assert kiosk.screen is None and "display.mode" in kiosk.media_errors
+        assert kiosk.screen is None and "display.mode" in kiosk.problems.errors()
         await connected_call(kiosk, alice)
-        await kiosk.media.sink.wait_for_frames(video=5, audio=10, timeout=15)
+        await kiosk.runner.media.sink.wait_for_frames(video=5, audio=10, timeout=15)
 
 
 async def test_remote_video_is_rendered_in_a_window(relay, alice, monkeypatch):
@@ -226,8 +227,8 @@ async def test_remote_video_is_rendered_in_a_window(relay, alice, monkeypatch):
     async with running_kiosk(relay.url, "display.mode=window") as kiosk:
         await connected_call(kiosk, alice)
         from kioskd.ui import ScreenSink
-        assert isinstance(kiosk.media.sink, ScreenSink)
-        await kiosk.media.sink.wait_for_rendered(10, timeout=15)
+        assert isinstance(kiosk.runner.media.sink, ScreenSink)
+        await kiosk.runner.media.sink.wait_for_rendered(10, timeout=15)
         assert kiosk.screen.current_screen == "in_call"
 
 
@@ -237,7 +238,7 @@ async def test_caller_vanishing_without_call_end_frees_the_kiosk(kiosk, alice, b
     await alice.pc.close()  # no webrtc:call-end
     alice.pc = None
     await kiosk.wait_for_state(State.IDLE, timeout=15)
-    assert kiosk.last_call["outcome"] == "answered"
+    assert kiosk.runner.last_call["outcome"] == "answered"
     await connected_call(kiosk, bob)  # and the next caller is answered, not told busy
 
 
@@ -263,7 +264,7 @@ async def test_mute_sends_silence_and_camera_off_sends_black_without_renegotiati
 async def test_memory_goes_back_once_the_kiosk_is_idle_after_a_call(kiosk, alice, monkeypatch):
     trimmed = asyncio.Event()
     loop = asyncio.get_running_loop()
-    monkeypatch.setattr("kioskd.app.release_free_memory",
+    monkeypatch.setattr("kioskd.call.runner.release_free_memory",
                         lambda: loop.call_soon_threadsafe(trimmed.set))
     await connected_call(kiosk, alice)
     await alice.hangup()

@@ -37,10 +37,10 @@ async def test_missing_camera_means_a_call_without_the_kiosks_picture(relay, ali
     async with running_kiosk(relay.url, "video.source=picamera2") as kiosk:
         await connected_call(kiosk, alice)
         await alice.sink.wait_for_frames(audio=25, timeout=15)  # the kiosk is still heard
-        await kiosk.media.sink.wait_for_frames(video=5, timeout=15)  # and still sees the caller
+        await kiosk.runner.media.sink.wait_for_frames(video=5, timeout=15)  # and still sees the caller
         assert alice.sink.video_frames == 0
         assert "video.source" in kiosk.status()["media_errors"]
-        assert kiosk.machine.state is State.CONNECTED
+        assert kiosk.runner.machine.state is State.CONNECTED
 
 
 async def test_video_file_source(relay, alice, tmp_path):

@@ -10,11 +10,12 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from kioskd.call.states import State
-from kioskd.cli import _print_status
+from kioskd.ctl import print_status
 from kioskd.media import opening, registry
 from kioskd.media import picamera2 as picamera2_source
 from kioskd.media.capture import DeviceUnavailable
 from kioskd.media.synthetic import SyntheticCamera, SyntheticTone
+from kioskd.ui.status_view import admin_error, media_warnings
 from tests.integration.conftest import connected_call, running_kiosk
 from tests.support.waiting import wait_until
 
@@ -23,9 +24,14 @@ pytestmark = [pytest.mark.netns, pytest.mark.timeout(60)]
 PICAMERA2 = ("video.source=picamera2", "video.width=640", "video.height=480", "video.fps=24")
 
 
+def admin(kiosk) -> str | None:
+    """What the error screen tells an admin to fix."""
+    return admin_error(kiosk.signaling.status, kiosk.problems.snapshot())
+
+
 def warnings(kiosk) -> tuple[str, ...]:
     """What the in-call screen shows beside "Mic off" (the tests run without a screen)."""
-    return kiosk._media_warnings(kiosk.machine.call)
+    return media_warnings(kiosk.runner.machine.call.call_type, kiosk.problems.snapshot())
 
 
 async def test_camera_and_microphone_open_together_off_the_event_loop(relay, alice,
@@ -72,7 +78,7 @@ async def test_a_call_that_ends_while_its_camera_opens_lets_go_of_it(relay, alic
         await kiosk.wait_for_state(State.IDLE)
         go_on.set()
         await wait_until(lambda: bool(made) and made[0].readyState == "ended")
-        assert kiosk._switches == {}
+        assert kiosk.local_media.tracks == {}
 
 
 async def test_a_camera_busy_at_call_start_is_retried_until_it_is_free(relay, alice,
@@ -100,7 +106,7 @@ async def test_a_camera_busy_throughout_means_a_call_without_the_kiosks_picture(
         assert error.startswith("camera 0 is busy (Failed to acquire camera: Device or "
                                 "resource busy)") and "(still busy after" in error
         assert warnings(kiosk) == ("Camera busy",)
-        assert kiosk._admin_error().startswith("Camera busy: camera 0 is busy")
+        assert admin(kiosk).startswith("Camera busy: camera 0 is busy")
 
 
 async def test_a_refused_mode_means_a_call_with_the_basic_settings(relay, alice,
@@ -116,7 +122,7 @@ async def test_a_refused_mode_means_a_call_with_the_basic_settings(relay, alice,
         assert status["media_notices"] == {
             "video.source": "refused 1280x720@30; using the basic settings 640x480@24"}
         assert warnings(kiosk) == ("Basic camera settings",)
-        _print_status(status)  # kioskctl status
+        print_status(status)  # kioskctl status
         printed = capsys.readouterr().out
         assert "  video.source: refused 1280x720@30; using the basic settings 640x480@24\n" \
             in printed and "  received video: " in printed
@@ -136,11 +142,11 @@ async def test_a_camera_that_vanishes_mid_call_leaves_the_call_connected(
             "cable is loose")
         heard = alice.sink.audio_frames
         await alice.sink.wait_for_frames(audio=heard + 25, timeout=10)  # still heard
-        seen = kiosk.media.sink.video_frames
-        await kiosk.media.sink.wait_for_frames(video=seen + 5, timeout=10)  # still sees
-        assert kiosk.machine.state is State.CONNECTED
+        seen = kiosk.runner.media.sink.video_frames
+        await kiosk.runner.media.sink.wait_for_frames(video=seen + 5, timeout=10)  # still sees
+        assert kiosk.runner.machine.state is State.CONNECTED
         assert warnings(kiosk) == ("Camera lost",)
-        assert kiosk._admin_error() == (
+        assert admin(kiosk) == (
             "Camera lost mid-call: camera 0 sent no frames for 0.5 s: unplugged, or its ribbon "
             "cable is loose. Check video.source and the cable.")
 
@@ -183,7 +189,7 @@ async def test_a_microphone_that_vanishes_mid_call_means_video_with_a_warning(
             "microphone lost mid-call: No such device")
         seen = alice.sink.video_frames
         await alice.sink.wait_for_frames(video=seen + 10, timeout=10)  # the picture goes on
-        assert kiosk.machine.state is State.CONNECTED
+        assert kiosk.runner.machine.state is State.CONNECTED
         assert warnings(kiosk) == ("Microphone lost",)
 
         # Plugged back in: the kiosk finds it and is heard again, in the same call.
@@ -210,7 +216,7 @@ async def test_a_camera_unplugged_and_plugged_back_in_comes_back_in_the_same_cal
         await wait_until(lambda: kiosk.status()["media_errors"] is None, timeout=15)
         seen = alice.sink.video_frames
         await alice.sink.wait_for_frames(video=seen + 10, timeout=10)  # the picture is back
-        assert kiosk.machine.state is State.CONNECTED and warnings(kiosk) == ()
+        assert kiosk.runner.machine.state is State.CONNECTED and warnings(kiosk) == ()
         assert len(fake_picamera2.instances) == 2  # opened again, not a new call
 
 
@@ -223,4 +229,4 @@ async def test_a_missing_microphone_means_video_with_a_warning(relay, alice):
         assert alice.sink.audio_frames == 0
         assert 'device "kiosk_no_such_microphone"' in kiosk.status()["media_errors"]["audio.source"]
         assert warnings(kiosk) == ("No microphone",)
-        assert kiosk._admin_error().startswith('Microphone missing: cannot open ALSA capture')
+        assert admin(kiosk).startswith('Microphone missing: cannot open ALSA capture')

@@ -91,13 +91,13 @@ async def test_call_across_nodes_connects_with_media_both_ways(nodes):
             # Offer and trickled candidates A -> B, answer B -> A.
             await connected_call(kiosk, alice, "video")
             await alice.sink.wait_for_frames(video=10, audio=25, timeout=15)
-            await kiosk.media.sink.wait_for_frames(video=10, audio=25, timeout=15)
+            await kiosk.runner.media.sink.wait_for_frames(video=10, audio=25, timeout=15)
             assert kiosk.status()["call"]["peer"] == "alice"
             assert kiosk.status()["call"]["peer_name"] == "Alice"
             await alice.hangup()  # call-end A -> B
             await kiosk.wait_for_state(State.IDLE)
-            assert kiosk.last_call["outcome"] == "answered"
-            assert kiosk.last_call["reason"] == "hangup"
+            assert kiosk.runner.last_call["outcome"] == "answered"
+            assert kiosk.runner.last_call["reason"] == "hangup"
 
             # The other way: the kiosk on B calls alice on A and hangs up.
             kiosk.place_call("alice")
@@ -165,8 +165,8 @@ async def test_kiosk_calling_a_user_connected_nowhere_ends_the_attempt(nodes):
         kiosk.place_call("alice")  # alice's token exists, but she is connected to no node
         await kiosk.wait_for_state(State.CALLING)
         await kiosk.wait_for_state(State.IDLE, timeout=4)  # before the 5 s ring timeout
-        assert kiosk.last_call["outcome"] == "failed"
-        assert kiosk.last_call["reason"] == "unavailable"
+        assert kiosk.runner.last_call["outcome"] == "failed"
+        assert kiosk.runner.last_call["reason"] == "unavailable"
 
 
 async def test_user_who_leaves_node_b_is_offline_for_node_a(nodes, peers):

@@ -45,8 +45,8 @@ async def test_tap_on_answer_in_manual_mode_answers_then_keys_mute_and_hang_up(r
 
         pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_m, mod=0,
                                              unicode="m", scancode=0))
-        async with kiosk.state_changed:
-            await asyncio.wait_for(kiosk.state_changed.wait_for(lambda: kiosk.mic_muted), 5)
+        async with kiosk.status_keeper.state_changed:
+            await asyncio.wait_for(kiosk.status_keeper.state_changed.wait_for(lambda: kiosk.local_media.off["audio"]), 5)
         pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_h, mod=0,
                                              unicode="h", scancode=0))
         ended = await alice.expect("webrtc:call-end")

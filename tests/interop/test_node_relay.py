@@ -30,8 +30,8 @@ async def call_kiosk(kiosk: KioskApp, caller: ScriptedCaller, call_type: str = "
 
 
 async def wait_until(kiosk: KioskApp, predicate, timeout: float = 10.0) -> None:
-    async with kiosk.state_changed:
-        await asyncio.wait_for(kiosk.state_changed.wait_for(predicate), timeout)
+    async with kiosk.status_keeper.state_changed:
+        await asyncio.wait_for(kiosk.status_keeper.state_changed.wait_for(predicate), timeout)
 
 
 async def test_caller_calls_the_kiosk_and_media_flows_both_ways(kiosk, alice):
@@ -40,14 +40,14 @@ async def test_caller_calls_the_kiosk_and_media_flows_both_ways(kiosk, alice):
     assert answer["from"] == "kiosk" and answer["fromUsername"] == KIOSK_NAME
     assert "to" not in answer and answer["callId"] == alice.call_id
     await alice.sink.wait_for_frames(video=10, audio=25, timeout=15)
-    await kiosk.media.sink.wait_for_frames(video=10, audio=25, timeout=15)
-    assert kiosk.media.sink.stats()["stamps_decoded"] > 0
+    await kiosk.runner.media.sink.wait_for_frames(video=10, audio=25, timeout=15)
+    assert kiosk.runner.media.sink.stats()["stamps_decoded"] > 0
     assert alice.sink.stats()["stamps_decoded"] > 0
     call = kiosk.status()["call"]
     assert call["peer"] == "alice" and call["peer_name"] == "Alice"  # from fromUsername
     await alice.hangup()
     await kiosk.wait_for_state(State.IDLE)
-    assert kiosk.last_call["outcome"] == "answered" and kiosk.last_call["reason"] == "hangup"
+    assert kiosk.runner.last_call["outcome"] == "answered" and kiosk.runner.last_call["reason"] == "hangup"
 
 
 async def test_kiosk_calls_a_user_and_media_flows_both_ways(kiosk, alice):
@@ -58,7 +58,7 @@ async def test_kiosk_calls_a_user_and_media_flows_both_ways(kiosk, alice):
     await asyncio.wait_for(alice.connected.wait(), 10)
     await kiosk.wait_for_state(State.CONNECTED)
     await alice.sink.wait_for_frames(video=10, audio=25, timeout=15)
-    await kiosk.media.sink.wait_for_frames(video=10, audio=25, timeout=15)
+    await kiosk.runner.media.sink.wait_for_frames(video=10, audio=25, timeout=15)
     from kioskd.call.events import Hangup
     kiosk.post(Hangup())
     end = await alice.expect("webrtc:call-end")
@@ -68,7 +68,8 @@ async def test_kiosk_calls_a_user_and_media_flows_both_ways(kiosk, alice):
 
 async def test_a_wrong_token_is_unauthorized_and_the_kiosk_keeps_running(node_relay, tmp_path):
     config = load_config(None, [f"signaling.url={node_relay.url}", "display.mode=none",
-                                f"calllog.path={tmp_path / 'calls.sqlite3'}"])
+                                f"calllog.path={tmp_path / 'calls.sqlite3'}",
+                                f"control.socket={tmp_path / 'control.sock'}"])
     app = KioskApp(config, "wrong-token")
     task = asyncio.create_task(app.run())
     try:
@@ -77,7 +78,7 @@ async def test_a_wrong_token_is_unauthorized_and_the_kiosk_keeps_running(node_re
         await wait_until(app, lambda: app.signaling.status == "unauthorized")
         await asyncio.sleep(0.2)
         assert not task.done()
-        assert app.signaling.status == "unauthorized" and app.machine.state is State.IDLE
+        assert app.signaling.status == "unauthorized" and app.runner.machine.state is State.IDLE
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -88,10 +89,10 @@ async def test_numeric_user_ids_work_both_ways(kiosk, bob):
     # Bob is user 42 (a number). He calls the kiosk...
     await call_kiosk(kiosk, bob)
     assert kiosk.status()["call"]["peer"] == 42
-    await kiosk.media.sink.wait_for_frames(video=3, audio=10, timeout=15)
+    await kiosk.runner.media.sink.wait_for_frames(video=3, audio=10, timeout=15)
     await bob.hangup()
     await kiosk.wait_for_state(State.IDLE)
-    assert kiosk.last_call["peer"] == 42 and kiosk.last_call["outcome"] == "answered"
+    assert kiosk.runner.last_call["peer"] == 42 and kiosk.runner.last_call["outcome"] == "answered"
     # ...and the kiosk calls him back by the text "42" (a config value is text); the server
     # routes by String(id) and Bob's replies come back `from: 42`, a number.
     kiosk.place_call("42")
@@ -100,7 +101,7 @@ async def test_numeric_user_ids_work_both_ways(kiosk, bob):
     await asyncio.wait_for(bob.connected.wait(), 10)
     await kiosk.wait_for_state(State.CONNECTED)
     await bob.sink.wait_for_frames(video=3, audio=10, timeout=15)
-    await kiosk.media.sink.wait_for_frames(video=3, audio=10, timeout=15)
+    await kiosk.runner.media.sink.wait_for_frames(video=3, audio=10, timeout=15)
 
 
 async def test_a_second_caller_is_told_busy(kiosk, alice, bob):
@@ -109,8 +110,8 @@ async def test_a_second_caller_is_told_busy(kiosk, alice, bob):
     reject = await bob.expect("webrtc:call-reject")
     assert reject["reason"] == "busy" and reject["from"] == "kiosk"
     assert reject["fromUsername"] == KIOSK_NAME and reject["callId"] == bob.call_id
-    assert kiosk.machine.state is State.CONNECTED and kiosk.machine.call.peer == "alice"
-    await kiosk.media.sink.wait_for_frames(video=3, timeout=10)
+    assert kiosk.runner.machine.state is State.CONNECTED and kiosk.runner.machine.call.peer == "alice"
+    await kiosk.runner.media.sink.wait_for_frames(video=3, timeout=10)
 
 
 HOSTILE = [
@@ -167,7 +168,7 @@ async def test_hostile_events_through_the_node_relay_leave_the_kiosk_callable(ki
     await kiosk.wait_for_state(State.IDLE)
     assert kiosk.signaling.status == "online" and kiosk.signaling.reconnects == 0
     await call_kiosk(kiosk, alice)
-    await kiosk.media.sink.wait_for_frames(video=3, audio=10, timeout=15)
+    await kiosk.runner.media.sink.wait_for_frames(video=3, audio=10, timeout=15)
     await alice.sink.wait_for_frames(video=3, audio=10, timeout=15)
 
     # The same again in the middle of Alice's call, plus attempts to end it in her name: the
@@ -180,17 +181,17 @@ async def test_hostile_events_through_the_node_relay_leave_the_kiosk_callable(ki
     await mallory.call("kiosk")  # a real offer, from someone else: busy
     reject = await mallory.expect("webrtc:call-reject")
     assert reject["reason"] == "busy"
-    assert kiosk.machine.state is State.CONNECTED and kiosk.machine.call.peer == "alice"
-    frames = kiosk.media.sink.video_frames
-    await kiosk.media.sink.wait_for_frames(video=frames + 3, timeout=10)
+    assert kiosk.runner.machine.state is State.CONNECTED and kiosk.runner.machine.call.peer == "alice"
+    frames = kiosk.runner.media.sink.video_frames
+    await kiosk.runner.media.sink.wait_for_frames(video=frames + 3, timeout=10)
 
 
 async def test_calling_an_offline_user_fails_on_the_servers_user_offline_error(kiosk):
     kiosk.place_call("nobody")
-    await wait_until(kiosk, lambda: kiosk.last_call.get("peer") == "nobody", timeout=5)
+    await wait_until(kiosk, lambda: kiosk.runner.last_call.get("peer") == "nobody", timeout=5)
     # Well inside the 5 s ring timeout: it was the server's webrtc:error that ended it.
-    assert kiosk.last_call["outcome"] == "failed"
-    assert kiosk.last_call["reason"] == "unavailable"
+    assert kiosk.runner.last_call["outcome"] == "failed"
+    assert kiosk.runner.last_call["reason"] == "unavailable"
     await kiosk.wait_for_state(State.IDLE)
 
 
@@ -202,10 +203,10 @@ async def test_a_backend_that_forwards_only_the_documented_fields(tmp_path):
             connected_caller(relay.url, "alice-secret") as alice:
         answer = await call_kiosk(kiosk, alice)
         assert "callId" not in answer and answer["from"] == "kiosk"
-        await kiosk.media.sink.wait_for_frames(video=3, audio=10, timeout=15)
+        await kiosk.runner.media.sink.wait_for_frames(video=3, audio=10, timeout=15)
         await alice.hangup()
         await kiosk.wait_for_state(State.IDLE)
-        assert kiosk.last_call["outcome"] == "answered"
+        assert kiosk.runner.last_call["outcome"] == "answered"
         kiosk.place_call("alice")
         offer = await alice.answer_incoming()
         assert "callId" not in offer

@@ -6,7 +6,16 @@ import pytest
 
 from kioskd import protocol as p
 from kioskd.call import events as ev
-from kioskd.call.machine import ANSWER_DELAY, CONNECT, GRACE, RING, CallMachine, Timeouts
+from kioskd.call.machine import (
+    ANSWER_DELAY,
+    CONNECT,
+    GRACE,
+    PEER_CLOSED,
+    PEER_CLOSED_WAIT_S,
+    RING,
+    CallMachine,
+    Timeouts,
+)
 from kioskd.call.states import TRANSITIONS, IllegalTransition, State, mermaid_diagram, next_state
 from kioskd.policy.answer import AnswerPolicy
 
@@ -281,7 +290,7 @@ def test_every_path_back_to_idle_releases_and_cancels_timers():
         effects = m.handle(trigger, 1)
         assert [e for e in effects if isinstance(e, ev.Release)], trigger
         cancelled = {e.name for e in effects if isinstance(e, ev.CancelTimer)}
-        assert cancelled == {RING, ANSWER_DELAY, CONNECT, GRACE}
+        assert cancelled == {RING, ANSWER_DELAY, CONNECT, GRACE, PEER_CLOSED}
 
 
 def test_table_is_the_only_source_of_transitions():
@@ -309,9 +318,24 @@ def test_server_error_ends_only_an_outgoing_attempt():
 def test_peer_connection_closed_under_us_ends_the_call():
     m = machine()
     call = answered_call(m)
-    effects = m.handle(ev.MediaState(call.id, 1, "closed"), 40)
+    # The peer's call-end may still be on its way through the server: wait for it a moment.
+    assert m.handle(ev.MediaState(call.id, 1, "closed"), 40) == [
+        ev.StartTimer(PEER_CLOSED, PEER_CLOSED_WAIT_S, call.id)]
+    effects = m.handle(ev.TimerFired(PEER_CLOSED, call.id), 41)
     assert finished(effects) == [("answered", "failed")]
     assert sent(effects) == [p.CallEnd("alice", "failed", call_id=call.id)]
+
+
+def test_a_call_end_that_comes_after_the_close_is_a_hang_up():
+    # A browser hanging up sends call-end (through the server), then closes its connection
+    # (straight to us): the close can overtake the call-end. The log says what the person did.
+    m = machine()
+    call = answered_call(m)
+    m.handle(ev.MediaState(call.id, 1, "closed"), 40)
+    effects = m.handle(p.CallEnd("alice", "hangup", call_id=call.id), 40.05)
+    assert finished(effects) == [("answered", "hangup")]
+    assert ev.CancelTimer(PEER_CLOSED, call.id) in effects
+    assert m.handle(ev.TimerFired(PEER_CLOSED, call.id), 41) == []  # nothing left to end
 
 
 def test_history_is_bounded():

@@ -2,7 +2,7 @@
 
 import logging
 
-from kioskd.cli import JournalFormatter, setup_logging
+from kioskd.logsetup import JournalFormatter, setup_logging
 
 
 def test_journal_lines_carry_the_level_as_priority_and_no_timestamp():

@@ -29,6 +29,12 @@ RING = "ring"
 ANSWER_DELAY = "answer delay"
 CONNECT = "connect"
 GRACE = "disconnect grace"
+PEER_CLOSED = "peer closed"
+
+# A browser that hangs up sends webrtc:call-end and then closes its connection. The close comes
+# straight over the media path, the call-end through the server, so the close often arrives
+# first: wait this long for the call-end, so that the call log records what the person did.
+PEER_CLOSED_WAIT_S = 1.0
 
 HISTORY_LENGTH = 64
 
@@ -115,7 +121,8 @@ class CallMachine:
         effects: list[ev.Effect] = []
         if tell_peer is not None:
             effects.append(self._send(tell_peer))
-        effects += [ev.CancelTimer(name, call.id) for name in (RING, ANSWER_DELAY, CONNECT, GRACE)]
+        effects += [ev.CancelTimer(name, call.id)
+                    for name in (RING, ANSWER_DELAY, CONNECT, GRACE, PEER_CLOSED)]
         effects.append(ev.Release(call))
         effects.append(ev.Finished(call, outcome, reason, ended_at=now))
         self._offer = None
@@ -132,6 +139,7 @@ class CallMachine:
             ev.CancelTimer(RING, self.call.id),
             ev.CancelTimer(ANSWER_DELAY, self.call.id),
             ev.CancelTimer(GRACE, self.call.id),
+            ev.CancelTimer(PEER_CLOSED, self.call.id),
             ev.AcceptOffer(self.call, offer, candidates),
             ev.StartTimer(CONNECT, self.timeouts.connect_s, self.call.id),
         ]
@@ -342,11 +350,19 @@ class CallMachine:
             return [ev.StartTimer(GRACE, self.timeouts.disconnect_grace_s, call.id)]
         # aiortc goes from connected straight to "closed" when the peer closes its connection or
         # its consent checks expire (a crashed browser): never "disconnected" or "failed". We
-        # stop listening before closing a connection ourselves, so a "closed" here is the peer's.
-        if event.state in ("failed", "closed"):
-            return self._end(now, "answered" if self._was_connected() else "failed",
-                             "failed", protocol.CallEnd(call.peer, "failed", call_id=call.id))
+        # stop listening before closing a connection ourselves, so a "closed" here is the peer's:
+        # its call-end may be on its way (PEER_CLOSED_WAIT_S).
+        if event.state == "closed":
+            return [ev.StartTimer(PEER_CLOSED, PEER_CLOSED_WAIT_S, call.id)]
+        if event.state == "failed":
+            return self._connection_lost(now)
         return []
+
+    def _connection_lost(self, now: float) -> list[ev.Effect]:
+        call = self.call
+        assert call is not None
+        return self._end(now, "answered" if self._was_connected() else "failed",
+                         "failed", protocol.CallEnd(call.peer, "failed", call_id=call.id))
 
     def _on_TimerFired(self, event: ev.TimerFired, now: float) -> list[ev.Effect]:
         call = self.call
@@ -364,6 +380,8 @@ class CallMachine:
             return self._end(now, "answered" if self._was_connected() else "failed",
                              "connect timeout",
                              protocol.CallEnd(call.peer, "failed", call_id=call.id))
+        if event.name == PEER_CLOSED:  # no call-end came: the peer just went away
+            return self._connection_lost(now)
         if event.name == GRACE and self.state is State.CONNECTED:
             return self._end(now, "answered", "connection lost",
                              protocol.CallEnd(call.peer, "failed", call_id=call.id))

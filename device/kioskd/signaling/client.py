@@ -23,6 +23,8 @@ OFFLINE, CONNECTING, ONLINE, UNAUTHORIZED = "offline", "connecting", "online", "
 
 
 class SignalingClient:
+    name = "signaling"
+
     def __init__(
         self,
         url: str,
@@ -47,6 +49,7 @@ class SignalingClient:
         self._send_lock = asyncio.Lock()  # python-socketio's emit is not safe concurrently
         self._refused_reason: str | None = None
         self.status = OFFLINE
+        self.last_error: str | None = None  # why we are not online (None while online)
         self.reconnects = 0
         self.connected = asyncio.Event()
 
@@ -102,12 +105,15 @@ class SignalingClient:
             except (socketio.exceptions.ConnectionError, OSError, asyncio.TimeoutError) as exc:
                 await self._close(sio)
                 if self._refused_reason == "unauthorized":
+                    self.last_error = ("the server refused this kiosk's token (unauthorized): "
+                                       "check signaling.token_file")
                     self._set_status(UNAUTHORIZED)
                     delay = self._backoff.misconfigured_delay()
                     log.error(
                         "signaling server %s refused our token (unauthorized): check "
                         "signaling.token_file; retrying in %.0f s", self.url, delay)
                 else:
+                    self.last_error = f"cannot reach {self.url}: {self._refused_reason or exc}"
                     self._set_status(OFFLINE)
                     delay = self._backoff.next_delay()
                     log.warning("cannot reach signaling server %s (%s); retrying in %.1f s",
@@ -119,6 +125,7 @@ class SignalingClient:
                 raise
             self._sio = sio
             self._backoff.reset()
+            self.last_error = None
             self._set_status(ONLINE)
             self.connected.set()
             log.info("connected to signaling server %s", self.url)
@@ -129,6 +136,7 @@ class SignalingClient:
                 self._sio = None
                 await self._close(sio)
             self.reconnects += 1
+            self.last_error = f"lost the connection to {self.url}; reconnecting"
             self._set_status(OFFLINE)
             delay = self._backoff.next_delay()
             log.warning("lost the signaling server; reconnecting in %.1f s", delay)
@@ -158,6 +166,13 @@ class SignalingClient:
                 log.warning("sending %s failed: %r", event, exc)
                 return False
         return True
+
+    async def start(self) -> None:
+        """Nothing to do before `run()`, which connects and stays connected."""
+
+    async def stop(self) -> None:
+        """Leave the server (after the call runner has said goodbye to a peer)."""
+        await self.close()
 
     async def close(self) -> None:
         sio = self._sio

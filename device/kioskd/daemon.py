@@ -1,0 +1,55 @@
+"""Running `kioskd`: load the config and the token, set up logging and signals, run the app.
+
+SIGINT and SIGTERM stop the daemon (a call in progress is hung up first), SIGHUP reloads the
+config. Exit codes: 0 stopped, 1 could not start (another kioskd runs), 2 bad configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Sequence
+
+from .config import Config, ConfigError, load_config, read_token
+from .control import AnotherDaemon
+from .logsetup import setup_logging
+
+log = logging.getLogger("kioskd")
+
+
+async def run_daemon(config: Config, token: str, overrides: Sequence[str] = ()) -> None:
+    from .app import KioskApp
+
+    app = KioskApp(config, token, overrides)
+    main = asyncio.current_task()
+    assert main is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, main.cancel)
+    loop.add_signal_handler(signal.SIGHUP, app.reload)
+    log.info("kioskd %r starting: answer mode %s, signaling %s",
+             config.kiosk.name, config.answer.mode, config.signaling.url)
+    try:
+        await app.run()
+    except asyncio.CancelledError:
+        log.info("stopped")
+
+
+def main(config_path: str | None, overrides: Sequence[str]) -> int:
+    try:
+        config = load_config(config_path, overrides)
+        token = read_token(config)
+    except ConfigError as exc:
+        print(f"kioskd: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log.level)
+    try:
+        asyncio.run(run_daemon(config, token, overrides))
+    except AnotherDaemon as exc:
+        print(f"kioskd: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,173 @@
+"""The call's own camera and microphone: opened, fallen back, reopened, muted, turned off.
+
+A missing or busy device must not cost the call: it goes on with what remains, and the
+problem is recorded in `problems` (the log, `kioskctl status` and the screen read it there).
+Devices are opened on a worker thread (blocking I/O, retried while busy, basic settings if the
+configured ones are refused: media/opening.py). Each track is wrapped in a SwitchableTrack, so
+that mute and camera-off send silence or black without renegotiating, and so that a device
+lost mid-call can be opened again, with backoff, and carry on in the same call.
+
+The rtc session asks `open(call, kind)` for a call's tracks; the call runner says when a call
+begins (`begin`) and ends (`end`). Mute and camera-off are for one call: the next caller is
+seen and heard again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable
+
+from aiortc.mediastreams import MediaStreamTrack
+
+from ..call.events import Call
+from ..config import Config
+from ..policy.backoff import Backoff
+from ..tasks import TaskSet
+from . import opening, registry
+from .capture import DeviceUnavailable
+from .problems import FALLBACK, Problems
+from .switch import SwitchableTrack
+
+log = logging.getLogger(__name__)
+
+# A device lost mid-call is tried again after a random wait of up to 1 s, then 2, 4... 10 s.
+REOPEN_BASE_S, REOPEN_CAP_S, REOPEN_MIN_S = 1.0, 10.0, 0.25
+
+# The local sources by kind: their registry table, the config key, and the name people use.
+SOURCES = {
+    "video": (registry.VIDEO_SOURCES, "camera"),
+    "audio": (registry.AUDIO_SOURCES, "microphone"),
+}
+DEVICE_NAMES = {table.setting: device for table, device in SOURCES.values()}
+
+
+class LocalMedia:
+    def __init__(self, config: Config, problems: Problems | None = None,
+                 preview: Callable[[Any], None] | None = None) -> None:
+        self.config = config
+        self.problems = problems if problems is not None else Problems()
+        self.preview = preview  # sees every local video frame (the screen's picture-in-picture)
+        self.off = {"audio": False, "video": False}  # muted / camera off, for this call
+        self._call: Call | None = None
+        self._tracks: dict[str, SwitchableTrack] = {}  # this call's tracks by kind
+        self._reopening = TaskSet("reopen")
+
+    @property
+    def tracks(self) -> dict[str, SwitchableTrack]:
+        return dict(self._tracks)
+
+    # -- the call runner's side -------------------------------------------------------------
+
+    def begin(self, call: Call) -> None:
+        """`call` (or a new connection attempt of it) is the one whose tracks are opened now."""
+        self._call = call
+
+    async def end(self, call: Call) -> None:
+        """The call is over: stop reopening its devices, forget its mute and camera-off."""
+        if self._call is not None and self._call.id != call.id:
+            return
+        self._call = None
+        self._tracks.clear()
+        await self._reopening.cancel_all()
+        if any(self.off.values()):
+            self.off = {"audio": False, "video": False}
+            self._changed()
+
+    # -- the rtc session's side -------------------------------------------------------------
+
+    async def open(self, call: Call, kind: str) -> MediaStreamTrack | None:
+        """The call's `kind` ("audio", "video") track, or None when the device can't be had."""
+        table, device = SOURCES[kind]
+        key = table.setting
+        try:
+            opened = await asyncio.to_thread(opening.open_configured, table, self.config)
+        except Exception as exc:
+            reason = exc.reason if isinstance(exc, DeviceUnavailable) else "failed"
+            log.error("call %s: %s %r cannot be opened (%s): %s; the call goes on without the "
+                      "kiosk's %s", call.id, key, self._name(key), reason, exc,
+                      "picture" if kind == "video" else "sound")
+            self.problems.set(key, reason, str(exc))
+            return None
+        if self._call is not call:  # the call ended, or was replaced, meanwhile
+            opened.track.stop()
+            return None
+        self._opened(key, opened)
+        track = SwitchableTrack(opened.track)
+        track.off = self.off[kind]
+        track.wait_for_replacement = True  # a device lost mid-call is opened again
+        track.on_ended = lambda error: self._lost(call, track, key, error)
+        if kind == "video" and self.preview is not None and self.config.display.preview:
+            track.on_frame = self.preview
+        self._tracks[kind] = track
+        return track
+
+    def _name(self, key: str) -> str:
+        section, _, name = key.partition(".")
+        return str(getattr(getattr(self.config, section), name))
+
+    def _opened(self, key: str, opened: opening.Opened) -> None:
+        if opened.fallback:
+            self.problems.set(key, FALLBACK, opened.fallback)
+        else:
+            self.problems.clear(key)
+
+    # -- mute and camera-off ----------------------------------------------------------------
+
+    def set_off(self, kind: str, off: bool | None = None) -> bool:
+        """Mute the microphone ("audio") or turn the camera off ("video"); None toggles.
+        The call keeps its tracks: silence or black goes out, nothing is renegotiated."""
+        off = (not self.off[kind]) if off is None else off
+        self.off[kind] = off
+        track = self._tracks.get(kind)
+        if track is not None:
+            track.off = off
+        log.info("%s %s", "microphone" if kind == "audio" else "camera",
+                 ("muted" if kind == "audio" else "off") if off else "on")
+        self._changed()
+        return off
+
+    def _changed(self) -> None:
+        if self.problems.on_change is not None:
+            self.problems.on_change()
+
+    # -- a device lost mid-call -------------------------------------------------------------
+
+    def _lost(self, call: Call, track: SwitchableTrack, key: str, error: str) -> None:
+        """The call goes on with what remains while the device is opened again; the log, the
+        status and the screen say so."""
+        if self._call is None or self._call.id != call.id:
+            return
+        device = DEVICE_NAMES[key]
+        log.error("call %s: %s lost mid-call: %s; the call goes on without it%s", call.id,
+                  device, error, " while it is opened again" if track.wait_for_replacement
+                  else "")
+        self.problems.set(key, "lost", f"{device} lost mid-call: {error}")
+        if track.wait_for_replacement:
+            self._reopening.spawn(self._reopen(call, track, key), name=f"reopen {key}")
+
+    async def _reopen(self, call: Call, track: SwitchableTrack, key: str) -> None:
+        """Open a lost device again, with backoff, until it works or the call ends; the track
+        then carries on with it (an unplugged USB camera plugged back in)."""
+        track.source.stop()  # let go of the device, so that it can be opened again
+        table = SOURCES[track.kind][0]
+        backoff = Backoff(base_s=REOPEN_BASE_S, cap_s=REOPEN_CAP_S)
+        while self._is_current(call) and track.readyState == "live":
+            await asyncio.sleep(max(REOPEN_MIN_S, backoff.next_delay()))  # a retry interval
+            try:
+                opened = await asyncio.to_thread(opening.open_configured, table, self.config,
+                                                 budget_s=0)
+            except Exception as exc:
+                log.debug("%s: not back yet: %s", key, exc)
+                continue
+            if not self._is_current(call) or track.readyState != "live":
+                opened.track.stop()
+                return
+            track.on_ended = lambda error: self._lost(call, track, key, error)
+            track.replace_source(opened.track)
+            log.info("call %s: %s is back", call.id, DEVICE_NAMES[key])
+            self._opened(key, opened)
+            return
+
+    def _is_current(self, call: Call) -> bool:
+        return self._call is not None and self._call.id == call.id
