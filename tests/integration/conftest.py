@@ -43,13 +43,12 @@ async def relay():
 @contextlib.asynccontextmanager
 async def running_kiosk(url: str, *overrides: str) -> AsyncIterator[KioskApp]:
     state = tempfile.mkdtemp(prefix="kioskd-test-")  # never the machine's /var/lib/kioskd
-    config = load_config(None, [f"signaling.url={url}", "kiosk.name=Test kiosk",
-                                f"calllog.path={state}/calls.sqlite3",
-                                f"control.socket={state}/control.sock",
-                                "video.width=320", "video.height=240", "video.fps=15",
-                                "call.ring_timeout_s=5", "call.connect_timeout_s=10",
-                                "display.mode=none", *overrides])
-    app = KioskApp(config, "kiosk-secret")
+    settings = [f"signaling.url={url}", "kiosk.name=Test kiosk",
+                f"calllog.path={state}/calls.sqlite3", f"control.socket={state}/control.sock",
+                "video.width=320", "video.height=240", "video.fps=15",
+                "call.ring_timeout_s=5", "call.connect_timeout_s=10",
+                "display.mode=none", *overrides]
+    app = KioskApp(load_config(None, settings), "kiosk-secret", settings)
     task = asyncio.create_task(app.run())
     try:
         await asyncio.wait_for(app.signaling.connected.wait(), 10)

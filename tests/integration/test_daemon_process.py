@@ -289,3 +289,118 @@ async def test_selftest_passes_on_synthetic_media_and_names_what_fails(relay, tm
     assert "FAIL signaling" in out and "unauthorized" in out
     assert "FAIL microphone" in out and "no_such_device" in out
     assert "ok   camera" in out
+
+
+async def _start_kiosk(relay_url: str, tmp_path: Path, socket: Path, *extra: str):
+    token_file = tmp_path / "token"
+    token_file.write_text("kiosk-secret\n")
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kioskd", "--set", f"signaling.url={relay_url}",
+        "--set", f"signaling.token_file={token_file}", "--set", f"control.socket={socket}",
+        "--set", f"calllog.path={tmp_path / 'calls.sqlite3'}", "--set", "video.width=320",
+        "--set", "video.height=240", *extra, stderr=asyncio.subprocess.PIPE)
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(60)
+async def test_a_second_kioskd_refuses_to_start_and_leaves_the_first_one_alone(relay, tmp_path):
+    socket = tmp_path / "control.sock"
+    first = await _start_kiosk(relay.url, tmp_path, socket)
+    try:
+        await _wait_for_line(first.stderr, "connected to signaling server")
+        drain = asyncio.ensure_future(first.stderr.read())
+        second = await _start_kiosk(relay.url, tmp_path / "..", socket)
+        _, err = await asyncio.wait_for(second.communicate(), 30)
+        assert second.returncode == 1
+        assert f"another kioskd is running: it answers on {socket}" in err.decode()
+        code, out, _ = await _run(KIOSKCTL, "--set", f"control.socket={socket}", "status")
+        assert code == 0 and "idle, signaling online" in out  # the first one, still there
+        first.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(first.wait(), 10) == 0
+        await drain
+    finally:
+        if first.returncode is None:
+            first.kill()
+            await first.wait()
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(60)
+async def test_a_stale_control_socket_is_taken_over(relay, tmp_path):
+    import socket as sockets
+    path = tmp_path / "control.sock"
+    stale = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+    stale.bind(str(path))  # bound, never listening, then gone: as after kill -9
+    stale.close()
+    daemon = await _start_kiosk(relay.url, tmp_path, path)
+    try:
+        await _wait_for_line(daemon.stderr, f"removing the stale control socket {path}")
+        await _wait_for_line(daemon.stderr, "connected to signaling server")
+        drain = asyncio.ensure_future(daemon.stderr.read())
+        code, _, _ = await _run(KIOSKCTL, "--set", f"control.socket={path}", "status")
+        assert code == 0
+        daemon.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(daemon.wait(), 10) == 0
+        assert "ERROR" not in (await drain).decode()  # a clean stop
+    finally:
+        if daemon.returncode is None:
+            daemon.kill()
+            await daemon.wait()
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(60)
+async def test_ctrl_c_in_a_call_hangs_up_before_the_kiosk_leaves(relay, tmp_path):
+    daemon = await _start_kiosk(relay.url, tmp_path, tmp_path / "control.sock")
+    caller = ScriptedCaller(relay.url, "alice-secret")
+    try:
+        await _wait_for_line(daemon.stderr, "connected to signaling server")
+        drain = asyncio.ensure_future(daemon.stderr.read())
+        await caller.connect()
+        await caller.call("kiosk")
+        await caller.receive_answer()
+        await asyncio.wait_for(caller.connected.wait(), 10)
+        daemon.send_signal(signal.SIGINT)
+        ended = await caller.expect("webrtc:call-end", timeout=10)
+        assert ended["from"] == "kiosk" and ended["reason"] == "hangup"
+        assert await asyncio.wait_for(daemon.wait(), 10) == 0
+        await drain
+    finally:
+        if daemon.returncode is None:
+            daemon.kill()
+            await daemon.wait()
+        await caller.close()
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(60)
+async def test_the_demo_leaves_no_folder_behind(tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = dict(os.environ, TMPDIR=str(temp))
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kioskd.demo", "--port", "0", "--display", "none",
+        "--set", f"control.socket={tmp_path / 'control.sock'}", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        await _wait_for_line(demo.stdout, "kioskd demo is running")
+        assert len(list(temp.iterdir())) == 1  # its tokens and call log, while it runs
+        demo.send_signal(signal.SIGINT)
+        await asyncio.wait_for(demo.communicate(), 15)
+        assert demo.returncode == 0
+        assert list(temp.iterdir()) == []
+    finally:
+        if demo.returncode is None:
+            demo.kill()
+            await demo.wait()
+
+
+async def test_the_demos_help_needs_nothing_installed():
+    # scripts/demo.sh --help prints this before it installs anything.
+    code, out, _ = await _run(sys.executable, "-I", "-c", (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'device')!r}); sys.argv = ['demo', '--help']\n"
+        "import kioskd.demo\n"
+        "heavy = [m for m in ('aiortc', 'av', 'socketio', 'numpy') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "kioskd.demo.main()"))
+    assert code == 0 and "--display" in out

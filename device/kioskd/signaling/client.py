@@ -48,6 +48,7 @@ class SignalingClient:
         self._sio: socketio.AsyncClient | None = None
         self._send_lock = asyncio.Lock()  # python-socketio's emit is not safe concurrently
         self._refused_reason: str | None = None
+        self._waiting: asyncio.Future[None] | None = None  # sio.wait() of the live connection
         self.status = OFFLINE
         self.last_error: str | None = None  # why we are not online (None while online)
         self.reconnects = 0
@@ -129,12 +130,15 @@ class SignalingClient:
             self._set_status(ONLINE)
             self.connected.set()
             log.info("connected to signaling server %s", self.url)
-            try:
-                await sio.wait()
-            finally:
-                self.connected.clear()
-                self._sio = None
-                await self._close(sio)
+            # Cancelled (the daemon stops): stay connected, so that a call in progress can still
+            # be hung up; stop() leaves the server after that. Shielded: cancelling wait() would
+            # cancel Engine.IO's read loop under the connection.
+            self._waiting = asyncio.ensure_future(sio.wait())
+            await asyncio.shield(self._waiting)
+            self._waiting = None
+            self.connected.clear()
+            self._sio = None
+            await self._close(sio)
             self.reconnects += 1
             self.last_error = f"lost the connection to {self.url}; reconnecting"
             self._set_status(OFFLINE)
@@ -175,6 +179,11 @@ class SignalingClient:
         await self.close()
 
     async def close(self) -> None:
-        sio = self._sio
+        sio, self._sio = self._sio, None
+        waiting, self._waiting = self._waiting, None
+        self.connected.clear()
         if sio is not None:
             await self._close(sio)
+        if waiting is not None:  # ends with the disconnect
+            await asyncio.wait([waiting], timeout=2)
+            waiting.cancel()
