@@ -21,7 +21,7 @@ import fractions
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import alsaaudio
 import av
@@ -29,9 +29,13 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..handoff import Handoff, HandoffClosed
+from .backend import ConfiguredBackend
 from .capture import DeviceUnavailable
 from .measure import MeasuringSink
 from .synthetic import _StreamClock  # the synthetic tone's clock: one pacing rule for both
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +135,7 @@ def _describe_clock(clocked: bool) -> str:
     return "clocked" if clocked else "not clocked (a null or file plugin?): paced by the wall clock"
 
 
-class AlsaMicrophone(MediaStreamTrack):
+class AlsaMicrophone(MediaStreamTrack, ConfiguredBackend):
     """An audio track from an ALSA capture device: 20 ms s16 frames, pts in samples.
 
     The device is opened here, so a missing or busy one fails at once (AlsaDeviceError); the
@@ -175,6 +179,10 @@ class AlsaMicrophone(MediaStreamTrack):
         self._device_period = int(info["period_size"])
         log.info('microphone "%s": %d Hz, %d channel(s), device period %d frames',
                  device, sample_rate, channels, self._device_period)
+
+    @classmethod
+    def settings(cls, config: Config) -> dict[str, Any]:
+        return {"device": config.audio.capture_device}
 
     @property
     def error(self) -> str | None:
@@ -296,7 +304,7 @@ class AlsaMicrophone(MediaStreamTrack):
             self._periods.close(error)
 
 
-class AlsaSpeaker(MeasuringSink):
+class AlsaSpeaker(MeasuringSink, ConfiguredBackend):
     """Plays the remote audio track on an ALSA playback device, measuring it like every sink.
 
     The drain resamples each frame to `sample_rate`, `channels`, s16 and appends it to a
@@ -347,6 +355,12 @@ class AlsaSpeaker(MeasuringSink):
         self.dropped_samples = 0  # samples cut because the buffer was over max_buffer_ms
         self.playout_drops = 0  # times that happened
         self.device_xruns = 0  # the card ran dry itself (the thread was late)
+
+    @classmethod
+    def settings(cls, config: Config) -> dict[str, Any]:
+        audio = config.audio
+        return {"device": audio.playback_device, "buffer_ms": audio.playout_buffer_ms,
+                "max_buffer_ms": audio.max_playout_ms}
 
     # -- the sink contract --------------------------------------------------------------
 

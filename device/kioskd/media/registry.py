@@ -65,6 +65,12 @@ def resolve(table: dict[str, Any], name: str) -> Any:
     return _import(target) if isinstance(target, str) else target
 
 
+def configured_name(table: BackendTable, config: Any) -> str:
+    """The back end `config` selects in `table`: the value of its key (table.setting)."""
+    section, _, key = table.setting.partition(".")
+    return str(getattr(getattr(config, section), key))
+
+
 def register(table: dict[str, Any], name: str, target: str | type) -> None:
     """Add or replace a back end: a "module:Class" string (imported lazily) or a class."""
     if isinstance(target, str) and ":" not in target:
