@@ -1,6 +1,7 @@
 """The ALSA audio loop without a sound card: a 1 kHz tone read by AlsaMicrophone from ALSA's
 file plugin, sent as Opus through two in-process peer connections over loopback, played by
-AlsaSpeaker into another file plugin. Reports how the far end's recording came out: the tone's
+AlsaSpeaker into another file plugin. Both are opened as the daemon opens them: from a config
+with audio.source and audio.sink "alsa", through kioskd.media.opening. Reports how the far end's recording came out: the tone's
 frequency error, its level, the longest silence inside it, and the back ends' counters.
 
 Prints one JSON line. Runs inside a private loopback-only network namespace (needs root).

@@ -38,9 +38,10 @@ class HandoffClosed(Exception):
 class Handoff(Generic[T]):
     """A bounded queue from one thread to the event loop that drops the oldest when full.
 
-    `put`, `clear` and `close` may be called from any thread and never block; `get` and
-    `get_nowait` belong to the loop. The loop is learnt at the first `get` (items put before
-    that wait in the queue). `dropped` counts items that were pushed out unread.
+    `put`, `clear` and `close` may be called from any thread and never block; `get`, `wait`
+    and `get_nowait` belong to the loop. The loop is learnt at the first `get` or `wait`
+    (items put before that wait in the queue). `dropped` counts items that were pushed out
+    unread.
     """
 
     def __init__(self, maxsize: int) -> None:
@@ -80,11 +81,13 @@ class Handoff(Generic[T]):
         self._wake()
         return dropped
 
-    def clear(self) -> int:
-        """Drop everything waiting (counted in `dropped`); returns how many."""
+    def clear(self, keep: int = 0) -> int:
+        """Drop what is waiting but the newest `keep` items (counted in `dropped`): a consumer
+        that wants only what is current; returns how many were dropped."""
         with self._lock:
-            count = len(self._items)
-            self._items.clear()
+            count = max(0, len(self._items) - keep)
+            for _ in range(count):
+                self._items.popleft()
             self.dropped += count
         return count
 
@@ -112,14 +115,23 @@ class Handoff(Generic[T]):
                 raise HandoffClosed(self.error or "closed")
         return None
 
-    async def get(self) -> T:
-        """Wait for the next item; raises HandoffClosed when closed and empty."""
+    async def wait(self) -> None:
+        """Wait until an item is waiting or the hand-off is closed, taking nothing: for a
+        consumer that only needs to know the producer has begun (or ended)."""
         if self._wakeup is None:
             self._loop = asyncio.get_running_loop()
             self._wakeup = asyncio.Event()
         while True:
             self._wakeup.clear()
+            with self._lock:
+                if self._items or self._closed:
+                    return
+            await self._wakeup.wait()
+
+    async def get(self) -> T:
+        """Wait for the next item; raises HandoffClosed when closed and empty."""
+        while True:
+            await self.wait()
             item = self.get_nowait()
             if item is not None:
                 return item
-            await self._wakeup.wait()

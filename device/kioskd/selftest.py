@@ -2,7 +2,8 @@
 
 For test rigs and installers: each check runs with a timeout and reports ok or what is wrong;
 the exit code is 0 only if all pass. Run it while kioskd is stopped: a running daemon may hold
-the camera during a call.
+the camera during a call. The camera, microphone and speaker are opened as the daemon opens
+them (`media.opening`: each back end's own settings, the busy retries, the basic settings).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any, Awaitable, Callable
 
 import av
 import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .config import Config, ConfigError, read_token
-from .media import registry
+from .media import opening, registry
 
 log = logging.getLogger(__name__)
 
@@ -46,44 +48,42 @@ async def _timed(name: str, probe: Callable[[], Awaitable[str]]) -> Check:
 
 
 async def _camera(config: Config) -> str:
-    video = config.video
-    track = registry.resolve(registry.VIDEO_SOURCES, video.source)(
-        width=video.width, height=video.height, fps=video.fps)
+    # Opening blocks (and retries a busy camera): on a worker thread, as in a call.
+    opened = await asyncio.to_thread(opening.open_configured, registry.VIDEO_SOURCES, config)
     try:
-        frame = await track.recv()
+        frame = await opened.track.recv()
     finally:
-        track.stop()
+        opened.track.stop()
     size = f"{frame.width}x{frame.height}" if hasattr(frame, "width") else "pre-encoded"
-    return f"{video.source}: first frame {size}"
+    fallback = f" ({opened.fallback})" if opened.fallback else ""
+    return f"{config.video.source}: first frame {size}{fallback}"
 
 
 async def _microphone(config: Config) -> str:
     audio = config.audio
-    options = {"frequency": audio.tone_hz} if audio.source == "synthetic" \
-        else {"device": audio.capture_device}
-    track = registry.resolve(registry.AUDIO_SOURCES, audio.source)(**options)
+    opened = await asyncio.to_thread(opening.open_configured, registry.AUDIO_SOURCES, config)
     try:
-        frames = [await track.recv() for _ in range(25)]  # half a second
+        frames = [await opened.track.recv() for _ in range(25)]  # half a second
     finally:
-        track.stop()
+        opened.track.stop()
     samples = np.concatenate([f.to_ndarray().ravel() for f in frames]).astype(np.float64)
     rms = np.sqrt(np.mean(samples ** 2)) / 32768 if samples.size else 0.0
     level = 20 * np.log10(rms) if rms > 0 else -120.0
     return f"{audio.source}: {len(frames)} frames, level {level:.1f} dBFS"
 
 
-class _Tone:
-    """A few frames of 440 Hz for the speaker check, shaped like a remote audio track."""
+class _Tone(MediaStreamTrack):
+    """A few frames of 440 Hz for the speaker check, shaped like a remote audio track (a
+    track: the sink names its drain after the track's id)."""
 
     kind = "audio"
 
     def __init__(self, frames: int = 25) -> None:
+        super().__init__()
         self._left = frames
         self._pts = 0
 
     async def recv(self) -> av.AudioFrame:
-        from aiortc.mediastreams import MediaStreamError
-
         if self._left == 0:
             raise MediaStreamError
         self._left -= 1
@@ -101,9 +101,7 @@ async def _speaker(config: Config) -> str:
     audio = config.audio
     if audio.sink == "null":
         return "null sink: nothing to open"
-    sink = registry.resolve(registry.AUDIO_SINKS, audio.sink)(
-        device=audio.playback_device, buffer_ms=audio.playout_buffer_ms,
-        max_buffer_ms=audio.max_playout_ms)
+    sink = opening.configured_speaker(config)
     sink.add_track(_Tone())
     await sink.start()
     try:

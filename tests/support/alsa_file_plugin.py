@@ -14,7 +14,8 @@ at once, and the back ends pace themselves by the wall clock. Past the end of `i
 file plugin returns whatever is in the buffer, not silence: make the file longer than the test.
 
 Also here: the analysis the tests and bench/audio_alsa.py share (frequency, level, gaps) and
-`mic_to_speaker_call`, a microphone-to-speaker loop through two in-process peer connections.
+`mic_to_speaker_call`, a microphone-to-speaker loop through two in-process peer connections,
+with the microphone and speaker opened from a config (`plugin_config`) as the daemon opens them.
 """
 
 from __future__ import annotations
@@ -22,8 +23,12 @@ from __future__ import annotations
 import asyncio
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from kioskd.config import Config
 
 CAPTURE_PCM = "kiosk_capture"
 PLAYBACK_PCM = "kiosk_playback"
@@ -136,20 +141,34 @@ def analyse(samples: np.ndarray, expected_hz: float, rate: int = RATE) -> dict[s
     }
 
 
-async def mic_to_speaker_call(seconds: float) -> dict[str, object]:
+def plugin_config(*overrides: str) -> Config:
+    """The kiosk's config with its microphone on kiosk_capture and its speaker on
+    kiosk_playback (`overrides`: more `section.key=value` settings)."""
+    from kioskd.config import load_config
+
+    return load_config(None, ["audio.source=alsa", "audio.sink=alsa",
+                              f"audio.capture_device={CAPTURE_PCM}",
+                              f"audio.playback_device={PLAYBACK_PCM}", *overrides])
+
+
+async def mic_to_speaker_call(seconds: float, config: Config | None = None) -> dict[str, object]:
     """kiosk_capture -> AlsaMicrophone -> Opus -> loopback -> Opus -> AlsaSpeaker -> kiosk_playback.
 
-    Two in-process peer connections without ICE servers; ALSA_CONFIG_PATH must name a file from
-    write_asoundrc, and the process must be in a loopback-only namespace. Plays for `seconds`
-    of received audio; returns the microphone's and the speaker's stats.
+    The microphone and the speaker are the ones `config` (default `plugin_config()`) selects,
+    opened through kioskd.media.opening as the daemon opens them. Two in-process peer
+    connections without ICE servers; ALSA_CONFIG_PATH must name a file from write_asoundrc,
+    and the process must be in a loopback-only namespace. Plays for `seconds` of received
+    audio; returns the microphone's and the speaker's stats.
     """
     from aiortc import RTCConfiguration, RTCPeerConnection
-    from kioskd.media.alsa import AlsaMicrophone, AlsaSpeaker
+    from kioskd.media import opening, registry
 
+    config = config if config is not None else plugin_config()
     caller = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     kiosk = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    microphone = AlsaMicrophone(CAPTURE_PCM)
-    speaker = AlsaSpeaker(PLAYBACK_PCM)
+    opened = await asyncio.to_thread(opening.open_configured, registry.AUDIO_SOURCES, config)
+    microphone = opened.track
+    speaker = opening.configured_speaker(config)
     try:
         caller.addTrack(microphone)
         kiosk.on("track", speaker.add_track)

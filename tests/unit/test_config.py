@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -20,7 +21,11 @@ from kioskd.config import (
     load_config,
     read_token,
 )
+from kioskd.cli import ctl_main
 from kioskd.config import schema
+from kioskd.media import registry
+
+from tests.conftest import _forget_picamera2
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "kioskd.toml"
@@ -206,7 +211,9 @@ def test_set_parses_toml_values_else_plain_strings():
     assert config.control.socket == ""
 
 
-def test_set_keeps_text_for_string_keys():
+def test_set_keeps_text_for_string_keys(monkeypatch):
+    # A video source named "true" (as a test may register one): still text, not a boolean.
+    monkeypatch.setitem(registry.VIDEO_SOURCES, "true", "kioskd.media.synthetic:SyntheticCamera")
     config = load_config(None, ["kiosk.name=123", "video.source=true"], env={})
     assert config.kiosk.name == "123"
     assert config.video.source == "true"
@@ -379,6 +386,78 @@ def test_check_config_file(tmp_path):
     bad = write(tmp_path / "bad" / "kioskd.toml", '[answer]\nmode = "x"\n[video]\nfps = 0\n')
     assert check_config_file(good) == []
     assert [i.key for i in check_config_file(bad)] == ["answer.mode", "video.fps"]
+
+
+# -- media back ends: known, and installed ---------------------------------------------------
+
+
+def missing(monkeypatch, table, name: str) -> None:
+    """The module `name` in `table` needs is not installed (its requirement now names a module
+    that exists nowhere); what to install stays the real advice."""
+    need = table.requires[name]
+    monkeypatch.setitem(table.requires, name,
+                        dataclasses.replace(need, module="kioskd_test_no_such_module"))
+
+
+def test_an_unknown_back_end_is_refused_with_the_known_names(tmp_path):
+    main = write(tmp_path / "kioskd.toml", '[video]\nsource = "picamra2"\n')
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(main, env={})
+    assert str(excinfo.value) == (
+        f'{main}: video.source: unknown video.source "picamra2" (did you mean picamera2?); '
+        "known: file, picamera2, synthetic, v4l2")
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(None, ["audio.sink=speaker"], env={})
+    assert only_issue(excinfo) == ConfigIssue(
+        "--set", "audio.sink", 'unknown audio.sink "speaker"; known: alsa, null')
+
+
+def test_a_back_end_registered_by_a_test_is_known(monkeypatch):
+    monkeypatch.setitem(registry.VIDEO_SOURCES, "fake", "kioskd.media.synthetic:SyntheticCamera")
+    assert load_config(None, ["video.source=fake"], env={}).video.source == "fake"
+
+
+@pytest.mark.parametrize("key", ["audio.source", "audio.sink"])
+def test_alsa_without_pyalsaaudio_says_what_to_install(monkeypatch, tmp_path, key):
+    missing(monkeypatch, registry.AUDIO_SOURCES if key == "audio.source"
+            else registry.AUDIO_SINKS, "alsa")
+    section, name = key.split(".")
+    main = write(tmp_path / "kioskd.toml", f'[{section}]\n{name} = "alsa"\n')
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(main, env={})
+    issue = only_issue(excinfo)
+    assert (issue.source, issue.key) == (str(main), key)
+    assert issue.message.startswith(f'{key} "alsa" needs the Python module '
+                                    "kioskd_test_no_such_module, which is not installed: ")
+    assert "pip install -c constraints.txt '.[alsa]'" in issue.message
+    assert "libasound2-dev" in issue.message and "pip install pyalsaaudio" in issue.message
+
+
+def test_picamera2_missing_says_apt_install(monkeypatch):
+    missing(monkeypatch, registry.VIDEO_SOURCES, "picamera2")
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(None, ["video.source=picamera2"], env={})
+    issue = only_issue(excinfo)
+    assert (issue.source, issue.key) == ("--set", "video.source")
+    assert "apt install python3-picamera2" in issue.message
+    assert "--system-site-packages" in issue.message
+
+
+def test_the_check_finds_a_module_without_importing_it(fake_picamera2, monkeypatch):
+    _forget_picamera2()  # the fixture imported the fake: it is on sys.path, not imported now
+    assert load_config(None, ["video.source=picamera2"], env={}).video.source == "picamera2"
+    assert "picamera2" not in sys.modules
+    monkeypatch.setattr(registry.importlib.util, "find_spec", lambda name: None)
+    assert [i.key for i in check_config_file(None, ["video.source=picamera2"])] == [
+        "video.source"]
+
+
+def test_kioskctl_config_check_prints_the_problem(tmp_path, capsys):
+    main = write(tmp_path / "kioskd.toml", '[video]\nsource = "picamra2"\n')
+    assert ctl_main(["config", "check", str(main)]) == 1
+    assert capsys.readouterr().err == (
+        f'{main}: video.source: unknown video.source "picamra2" (did you mean picamera2?); '
+        "known: file, picamera2, synthetic, v4l2\nkioskctl: 1 problem(s) found\n")
 
 
 # -- rtc --------------------------------------------------------------------------------------

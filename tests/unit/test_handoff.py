@@ -67,3 +67,32 @@ async def test_call_soon_runs_on_the_loop_and_ignores_a_closed_one():
     closed.close()
     call_soon(closed, ran.set)  # no RuntimeError
     call_soon(None, ran.set)
+
+
+def test_clear_can_keep_the_newest():
+    handoff: Handoff[int] = Handoff(10)
+    for i in range(6):
+        handoff.put(i)
+    assert handoff.clear(keep=2) == 4 and handoff.dropped == 4
+    assert [handoff.get_nowait(), handoff.get_nowait()] == [4, 5]
+    assert handoff.clear(keep=2) == 0 and handoff.dropped == 4
+
+
+async def test_wait_returns_on_the_first_item_without_taking_it():
+    handoff: Handoff[str] = Handoff(2)
+    waiting = asyncio.ensure_future(handoff.wait())
+    await asyncio.sleep(0)  # let wait() learn the loop and wait
+    assert not waiting.done()
+    threading.Thread(target=handoff.put, args=("first",)).start()
+    await asyncio.wait_for(waiting, 5)
+    assert len(handoff) == 1 and handoff.get_nowait() == "first"
+
+
+async def test_wait_returns_when_closed_empty():
+    handoff: Handoff[str] = Handoff(2)
+    waiting = asyncio.ensure_future(handoff.wait())
+    await asyncio.sleep(0)
+    threading.Thread(target=handoff.close, args=("device gone",)).start()
+    await asyncio.wait_for(waiting, 5)
+    with pytest.raises(HandoffClosed, match="device gone"):
+        handoff.get_nowait()

@@ -92,7 +92,7 @@ def test_a_refused_mode_is_unsupported_and_lets_go_of_the_camera(fake):
 async def test_a_refused_mode_falls_back_to_the_basic_settings(fake):
     fake.MAX_SIZE = (640, 480)
     mode = dict(width=1280, height=720, fps=30, encode="hardware", bitrate=2_500_000)
-    opened = opening.open_device(Picamera2Camera, [mode, *opening.basic_modes(mode)],
+    opened = opening.open_device(Picamera2Camera, [mode, *Picamera2Camera.fallback_modes(mode)],
                                  "video.source 'picamera2'")
     assert opened.fallback == "refused 1280x720@30; using the basic settings 640x480@24"
     config = fake.instances[-1].camera_configuration()

@@ -195,6 +195,8 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[
     except ConfigError as exc:
         issues += exc.issues
         config = None
+    if config is not None:
+        issues += _backend_issues(config, origins)
     if issues or config is None:
         # Group by layer, lowest first (defaults, drop-ins, main file, --set), as read.
         order = {source: i for i, source in enumerate([*sources, SET])}
@@ -204,6 +206,14 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[
         config = dataclasses.replace(config, signaling=dataclasses.replace(
             config.signaling, token_file=str(located)))
     return config
+
+
+def _backend_issues(config: Config, origins: Mapping[str, str]) -> list[ConfigIssue]:
+    """Unknown back-end names, and back ends whose modules are not installed."""
+    # Imported here, not at the top: the registry imports this package's schema.
+    from ..media import registry
+
+    return registry.config_issues(config, origins)
 
 
 def check_config_file(path: str | os.PathLike[str] | None,

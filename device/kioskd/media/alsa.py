@@ -1,7 +1,8 @@
 """ALSA back ends: a microphone source track and a speaker sink (pyalsaaudio).
 
 Each device is owned by one thread that does the blocking reads or writes; the asyncio side
-and the thread meet at a small buffer guarded by a lock, and neither ever waits for the other.
+and the thread meet at a small buffer (the microphone's is a `kioskd.handoff.Handoff`; the
+speaker's is its playout buffer, under a lock), and neither ever waits for the other.
 
 Pacing. A sound card is clocked: a read blocks until a period has been captured and a write
 blocks while the card's buffer is full, so the card sets the pace. ALSA's `null` and `file`
@@ -20,17 +21,21 @@ import fractions
 import logging
 import threading
 import time
-from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import alsaaudio
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from ..handoff import Handoff, HandoffClosed
+from .backend import ConfiguredBackend
 from .capture import DeviceUnavailable
 from .measure import MeasuringSink
 from .synthetic import _StreamClock  # the synthetic tone's clock: one pacing rule for both
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +135,7 @@ def _describe_clock(clocked: bool) -> str:
     return "clocked" if clocked else "not clocked (a null or file plugin?): paced by the wall clock"
 
 
-class AlsaMicrophone(MediaStreamTrack):
+class AlsaMicrophone(MediaStreamTrack, ConfiguredBackend):
     """An audio track from an ALSA capture device: 20 ms s16 frames, pts in samples.
 
     The device is opened here, so a missing or busy one fails at once (AlsaDeviceError); the
@@ -161,22 +166,33 @@ class AlsaMicrophone(MediaStreamTrack):
         self._time_base = fractions.Fraction(1, sample_rate)
         self._clock = _StreamClock(1000 / period_ms)
         self._silence = bytes(self._frame_bytes)
-        self._periods: deque[bytes] = deque()
-        self._lock = threading.Lock()
+        # Captured periods, one frame each; the capture thread closes it when it ends.
+        self._periods: Handoff[bytes] = Handoff(CAPTURE_QUEUE_PERIODS)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._first_period: asyncio.Future[None] | None = None
         self.clocked = clocked
-        self.error: str | None = None  # set by the capture thread when the device fails
         self.frames = 0  # frames delivered by recv()
         self.underruns = 0  # frames sent as silence: nothing captured was waiting
-        self.dropped_periods = 0  # captured periods thrown away to keep latency bounded
         self.overruns = 0  # the device's own overruns (the capture thread was late)
         self._pcm, info = open_pcm("capture", device, sample_rate, channels,
                                    self.samples_per_frame, 4)
         self._device_period = int(info["period_size"])
         log.info('microphone "%s": %d Hz, %d channel(s), device period %d frames',
                  device, sample_rate, channels, self._device_period)
+
+    @classmethod
+    def settings(cls, config: Config) -> dict[str, Any]:
+        return {"device": config.audio.capture_device}
+
+    @property
+    def error(self) -> str | None:
+        """Why the device failed, if it did (set by the capture thread)."""
+        return self._periods.error
+
+    @property
+    def dropped_periods(self) -> int:
+        """Captured periods thrown away to keep latency bounded."""
+        return self._periods.dropped
 
     # -- the track ----------------------------------------------------------------------
 
@@ -188,11 +204,12 @@ class AlsaMicrophone(MediaStreamTrack):
         slot = await self._clock.next_slot()
         if self.readyState != "live":
             raise MediaStreamError
-        data = self._take()
+        try:
+            data = self._take()
+        except HandoffClosed:  # the device failed, and what it captured has been sent
+            self.stop()
+            raise MediaStreamError from None
         if data is None:
-            if self.error is not None:
-                self.stop()
-                raise MediaStreamError
             data = self._silence
             self.underruns += 1
         samples = np.frombuffer(data, dtype=np.int16).reshape(1, -1)
@@ -224,16 +241,14 @@ class AlsaMicrophone(MediaStreamTrack):
     # -- the asyncio side of the hand-over ----------------------------------------------
 
     async def _start_capture(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._first_period = loop.create_future()
         self._thread = threading.Thread(
-            target=self._capture, args=(loop,), name=f"alsa capture {self.device}", daemon=True
+            target=self._capture, name=f"alsa capture {self.device}", daemon=True
         )
         self._thread.start()
         # Start the stream clock with the device's first period, so the first frames are
         # audio, not silence; a device that never delivers gets silence after the timeout.
         try:
-            await asyncio.wait_for(asyncio.shield(self._first_period), FIRST_PERIOD_TIMEOUT_S)
+            await asyncio.wait_for(self._periods.wait(), FIRST_PERIOD_TIMEOUT_S)
         except TimeoutError:
             log.warning('microphone "%s": no audio in %.0f ms; sending silence until it comes',
                         self.device, FIRST_PERIOD_TIMEOUT_S * 1000)
@@ -244,24 +259,19 @@ class AlsaMicrophone(MediaStreamTrack):
             await asyncio.sleep(self.samples_per_frame / self.sample_rate / 2)
 
     def _take(self) -> bytes | None:
-        with self._lock:
-            while len(self._periods) > MAX_WAITING_PERIODS + 1:
-                self._periods.popleft()
-                self.dropped_periods += 1
-            return self._periods.popleft() if self._periods else None
-
-    def _signal_first_period(self) -> None:
-        if self._first_period is not None and not self._first_period.done():
-            self._first_period.set_result(None)
+        """The oldest captured period, after dropping those that would leave more than
+        MAX_WAITING_PERIODS waiting; None if nothing was captured."""
+        self._periods.clear(keep=MAX_WAITING_PERIODS + 1)
+        return self._periods.get_nowait()
 
     # -- the capture thread -------------------------------------------------------------
 
-    def _capture(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _capture(self) -> None:
         pcm = self._pcm
         assert pcm is not None
         pending = bytearray()
         pacer: _WallClockPacer | None = None
-        signalled = False
+        error = None
         try:
             while not self._stopping.is_set():
                 before = time.monotonic()
@@ -279,38 +289,22 @@ class AlsaMicrophone(MediaStreamTrack):
                 elif length:
                     pending += data
                     while len(pending) >= self._frame_bytes:
-                        self._push(bytes(pending[: self._frame_bytes]))
+                        self._periods.put(bytes(pending[: self._frame_bytes]))
                         del pending[: self._frame_bytes]
-                    if not signalled:
-                        signalled = True
-                        self._call_soon(loop, self._signal_first_period)
                 if pacer is not None:
                     # A read that returned nothing still counts a period, so this never spins.
                     pacer.advance(length if length > 0 else self._device_period)
         except alsaaudio.ALSAAudioError as exc:
-            self.error = str(exc)
+            error = str(exc)
             log.error('microphone "%s" failed: %s; its track ends, the call goes on',
                       self.device, exc)
         finally:
             pcm.close()
             self._pcm = None
-
-    def _push(self, period: bytes) -> None:
-        with self._lock:
-            if len(self._periods) >= CAPTURE_QUEUE_PERIODS:
-                self._periods.popleft()
-                self.dropped_periods += 1
-            self._periods.append(period)
-
-    @staticmethod
-    def _call_soon(loop: asyncio.AbstractEventLoop, callback: Any) -> None:
-        try:
-            loop.call_soon_threadsafe(callback)
-        except RuntimeError:
-            pass  # the loop has closed: nobody is waiting
+            self._periods.close(error)
 
 
-class AlsaSpeaker(MeasuringSink):
+class AlsaSpeaker(MeasuringSink, ConfiguredBackend):
     """Plays the remote audio track on an ALSA playback device, measuring it like every sink.
 
     The drain resamples each frame to `sample_rate`, `channels`, s16 and appends it to a
@@ -361,6 +355,12 @@ class AlsaSpeaker(MeasuringSink):
         self.dropped_samples = 0  # samples cut because the buffer was over max_buffer_ms
         self.playout_drops = 0  # times that happened
         self.device_xruns = 0  # the card ran dry itself (the thread was late)
+
+    @classmethod
+    def settings(cls, config: Config) -> dict[str, Any]:
+        audio = config.audio
+        return {"device": audio.playback_device, "buffer_ms": audio.playout_buffer_ms,
+                "max_buffer_ms": audio.max_playout_ms}
 
     # -- the sink contract --------------------------------------------------------------
 

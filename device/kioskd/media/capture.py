@@ -11,15 +11,13 @@ sentence plus a machine-readable `reason`, which the app acts on when a call sta
 
 `ThreadedVideoTrack` is what every blocking video source (V4L2, file, picamera2's YUV mode)
 is made of: one owned thread runs the device and hands frames to `recv()` through a small
-queue that drops the oldest, so a late consumer gets the newest picture, never a backlog, and
-the device never waits. Frames come out yuv420p (converted on the capture thread, not the
-event loop) with pts in 90 kHz units from the capture time.
+queue that drops the oldest (a `kioskd.handoff.Handoff`), so a late consumer gets the newest
+picture, never a backlog, and the device never waits. Frames come out yuv420p (converted on
+the capture thread, not the event loop) with pts in 90 kHz units from the capture time.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import fractions
 import logging
 import threading
@@ -28,6 +26,8 @@ from typing import Any
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from ..handoff import Handoff, HandoffClosed
 
 log = logging.getLogger(__name__)
 
@@ -68,21 +68,25 @@ class ThreadedVideoTrack(MediaStreamTrack):
     def __init__(self, name: str, queue_size: int = 2) -> None:
         super().__init__()
         self.name = name
-        self.error: str | None = None
         self.captured_frames = 0
-        self.dropped_frames = 0
         self.delivered_frames = 0
-        self._frames: collections.deque[av.VideoFrame] = collections.deque()
-        self._queue_size = queue_size
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wakeup = asyncio.Event()
+        self._frames: Handoff[av.VideoFrame] = Handoff(queue_size)
         self._stopping = threading.Event()
-        self._finished = False
         self._thread: threading.Thread | None = None
+        self._release_lock = threading.Lock()
         self._released = False
         self._origin_s: float | None = None
         self._last_pts = -1
+
+    @property
+    def error(self) -> str | None:
+        """Why the capture thread ended, if it failed."""
+        return self._frames.error
+
+    @property
+    def dropped_frames(self) -> int:
+        """Frames the consumer was too late for (the newest ones pushed them out)."""
+        return self._frames.dropped
 
     # -- for subclasses -------------------------------------------------------------------
 
@@ -106,41 +110,26 @@ class ThreadedVideoTrack(MediaStreamTrack):
         self._last_pts = pts
         frame.pts = pts
         frame.time_base = VIDEO_TIME_BASE
-        with self._lock:
-            self.captured_frames += 1
-            if len(self._frames) >= self._queue_size:
-                self._frames.popleft()
-                self.dropped_frames += 1
-            self._frames.append(frame)
-            loop = self._loop
-        self._wake(loop)
+        self.captured_frames += 1
+        self._frames.put(frame)
 
     # -- the track ------------------------------------------------------------------------
 
-    def _wake(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        if loop is not None:
-            try:
-                loop.call_soon_threadsafe(self._wakeup.set)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
-
     def _run(self) -> None:
+        error = None
         try:
             self._capture()
         except Exception as exc:
             if not self._stopping.is_set():
-                self.error = str(exc) if isinstance(exc, DeviceUnavailable) \
+                error = str(exc) if isinstance(exc, DeviceUnavailable) \
                     else f"{type(exc).__name__}: {exc}"
-                log.error("video source %s failed: %s", self.name, self.error)
+                log.error("video source %s failed: %s", self.name, error)
         finally:
             self._release_once()
-            with self._lock:
-                self._finished = True
-                loop = self._loop
-            self._wake(loop)
+            self._frames.close(error)
 
     def _release_once(self) -> None:
-        with self._lock:
+        with self._release_lock:
             if self._released:
                 return
             self._released = True
@@ -153,24 +142,17 @@ class ThreadedVideoTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         if self._thread is None:
-            with self._lock:
-                self._loop = asyncio.get_running_loop()
             self._thread = threading.Thread(target=self._run, name=f"capture {self.name}",
                                             daemon=True)
             self._thread.start()
-        while True:
-            self._wakeup.clear()
-            with self._lock:
-                frame = self._frames.popleft() if self._frames else None
-                finished = self._finished
-            if frame is not None:
-                self.delivered_frames += 1
-                return frame
-            if finished:
-                raise MediaStreamError
-            await self._wakeup.wait()
-            if self.readyState != "live":
-                raise MediaStreamError
+        try:
+            frame = await self._frames.get()
+        except HandoffClosed:
+            raise MediaStreamError from None
+        if self.readyState != "live":  # stopped while it waited
+            raise MediaStreamError
+        self.delivered_frames += 1
+        return frame
 
     def stop(self) -> None:
         """End the track and let go of the device (by default waiting up to STOP_TIMEOUT_S
@@ -185,9 +167,7 @@ class ThreadedVideoTrack(MediaStreamTrack):
             if thread.is_alive():
                 log.warning("video source %s: the capture thread did not stop in %s s",
                             self.name, STOP_TIMEOUT_S)
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wakeup.set)
+        self._frames.close()  # wakes a recv() that waits; an error of the thread stays
 
     def stats(self) -> dict[str, Any]:
         return {"captured_frames": self.captured_frames, "dropped_frames": self.dropped_frames,

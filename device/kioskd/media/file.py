@@ -12,15 +12,20 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import av
 
+from .backend import ConfiguredBackend
 from .capture import CameraUnavailable, ThreadedVideoTrack
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger(__name__)
 
 
-class FileCamera(ThreadedVideoTrack):
+class FileCamera(ThreadedVideoTrack, ConfiguredBackend):
     """Plays the first video stream of `path` (any format FFmpeg reads) as a live camera."""
 
     def __init__(self, path: str | os.PathLike[str], loop: bool = True, width: int | None = None,
@@ -35,6 +40,12 @@ class FileCamera(ThreadedVideoTrack):
         rate = stream.average_rate or stream.guessed_rate or 25
         self._frame_period = 1 / float(rate)
         self.loops = 0
+
+    @classmethod
+    def settings(cls, config: Config) -> dict[str, Any]:
+        video = config.video
+        return {"path": video.file, "width": video.width, "height": video.height,
+                "fps": video.fps}
 
     def _open(self) -> av.container.InputContainer:
         try:

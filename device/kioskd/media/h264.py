@@ -24,8 +24,6 @@ codec preferences for a transceiver that sends this track, Constrained Baseline 
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import fractions
 import logging
 import threading
@@ -43,6 +41,8 @@ from aiortc.rtp import (
     RtcpPsfbPacket,
     unpack_remb_fci,
 )
+
+from ..handoff import Handoff, HandoffClosed
 
 log = logging.getLogger(__name__)
 
@@ -125,13 +125,9 @@ class PreEncodedH264Track(MediaStreamTrack):
             raise ValueError(f"queue_size must be at least 1, not {queue_size}")
         self.on_keyframe_request = on_keyframe_request
         self.on_bitrate_estimate = on_bitrate_estimate
-        self._queue: collections.deque[tuple[bytes, int, bool]] = collections.deque()
-        self._queue_size = queue_size
-        self._lock = threading.Lock()  # the queue, and the producer state below
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wakeup = asyncio.Event()
-        self._producer_ended = False
-        self.error: str | None = None  # why the producer ended, if it failed
+        # (access unit, pts, keyframe); overflow is handled in push(), never by the hand-off
+        self._queue: Handoff[tuple[bytes, int, bool]] = Handoff(queue_size)
+        self._lock = threading.Lock()  # the producer state below
         # producer state
         self._waiting_for_keyframe = True
         self._sps: bytes | None = None
@@ -198,39 +194,28 @@ class PreEncodedH264Track(MediaStreamTrack):
                     assert self._sps is not None and self._pps is not None
                     data = _START_CODE + self._sps + _START_CODE + self._pps + data
                     self.counters["headers_inserted"] += 1
-                if len(self._queue) >= self._queue_size:
+                if len(self._queue) >= self._queue.maxsize:
                     # Behind: whatever is queued is stale, and P-frames can't be skipped.
-                    self.counters["dropped_overflow"] += len(self._queue)
-                    self._queue.clear()
+                    self.counters["dropped_overflow"] += self._queue.clear()
                     if not keyframe:
                         self.counters["dropped_overflow"] += 1
                         self._waiting_for_keyframe = True
                         request = True
                 if keyframe or not self._waiting_for_keyframe:
                     self._waiting_for_keyframe = False
-                    self._queue.append((data, self._pts(timestamp_us), keyframe))
-            loop = self._loop
+                    self._queue.put((data, self._pts(timestamp_us), keyframe))
         if request:
             self.request_keyframe(from_far_end=False)
-        if loop is not None:
-            try:
-                loop.call_soon_threadsafe(self._wakeup.set)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
 
     def end(self, error: str | None = None) -> None:
         """The producer has finished (`error`: because it failed): recv() raises
         MediaStreamError once the queue is empty."""
-        with self._lock:
-            self._producer_ended = True
-            if error is not None and self.error is None:
-                self.error = error
-            loop = self._loop
-        if loop is not None:
-            try:
-                loop.call_soon_threadsafe(self._wakeup.set)
-            except RuntimeError:
-                pass
+        self._queue.close(error)
+
+    @property
+    def error(self) -> str | None:
+        """Why the producer ended, if it failed."""
+        return self._queue.error
 
     def _pts(self, timestamp_us: int) -> int:
         if self._origin_us is None:
@@ -258,22 +243,12 @@ class PreEncodedH264Track(MediaStreamTrack):
     async def recv(self) -> av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
-        if self._loop is None:
-            with self._lock:
-                self._loop = asyncio.get_running_loop()
-        while True:
-            self._wakeup.clear()
-            with self._lock:
-                item = self._queue.popleft() if self._queue else None
-                ended = self._producer_ended
-            if item is not None:
-                break
-            if ended:
-                raise MediaStreamError
-            await self._wakeup.wait()
-            if self.readyState != "live":
-                raise MediaStreamError
-        data, pts, keyframe = item
+        try:
+            data, pts, keyframe = await self._queue.get()
+        except HandoffClosed:
+            raise MediaStreamError from None
+        if self.readyState != "live":  # stopped while it waited
+            raise MediaStreamError
         packet = av.Packet(data)
         packet.pts = packet.dts = pts
         packet.time_base = VIDEO_TIME_BASE
@@ -284,9 +259,7 @@ class PreEncodedH264Track(MediaStreamTrack):
 
     def stop(self) -> None:
         super().stop()
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wakeup.set)
+        self._queue.close()  # wakes a recv() that waits; the producer's error stays
 
     # -- feedback from the far end --------------------------------------------------------
 
@@ -317,9 +290,7 @@ class PreEncodedH264Track(MediaStreamTrack):
                 log.exception("the encoder refused a bitrate of %d bps", bps)
 
     def stats(self) -> dict[str, Any]:
-        with self._lock:
-            queued = len(self._queue)
-        return {**self.counters, "queued": queued,
+        return {**self.counters, "queued": len(self._queue),
                 "last_bitrate_estimate": self.last_bitrate_estimate, "error": self.error}
 
 

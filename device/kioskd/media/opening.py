@@ -6,9 +6,10 @@ set-up fallbacks whose cure is to try again:
 - busy (another program has the device): retry with backoff (full jitter, capped) for at
   most BUSY_RETRY_S, then give up: the call goes on without the device. The kiosk would
   rather answer without its camera than keep a caller waiting.
-- unsupported (the camera refused the configured mode): try the basic settings, the ones
-  the web app asks of an iPhone's camera (PROTOCOL.md: 640x480@24), and for a V4L2 camera
-  also in its other input format.
+- unsupported (the camera refused the configured mode): try the modes its back end offers
+  instead (`fallback_modes`): the basic settings, the ones the web app asks of an iPhone's
+  camera (PROTOCOL.md: 640x480@24, BASIC_VIDEO), and for a V4L2 camera also in its other
+  input format.
 
 A missing or forbidden device is not retried: waiting will not plug it in.
 """
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ..policy.backoff import Backoff
+from . import registry
 from .capture import DeviceUnavailable
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,6 @@ BUSY_RETRY_CAP_S = 1.0  # ... but never more than this apart
 BUSY_RETRY_MIN_S = 0.05  # full jitter can draw 0: never retry in a tight loop
 
 BASIC_VIDEO = {"width": 640, "height": 480, "fps": 24}
-_OTHER_INPUT_FORMAT = {"mjpeg": "yuyv422", "yuyv422": "mjpeg"}  # V4L2's two, see v4l2.py
 
 
 @dataclass
@@ -53,15 +54,16 @@ def describe(options: dict[str, Any]) -> str:
 
 
 def basic_modes(options: dict[str, Any]) -> list[dict[str, Any]]:
-    """The modes to try, in order, after a camera refused `options`."""
-    basic = {**options, **BASIC_VIDEO}
-    if "bitrate" in basic:
-        basic["bitrate"] = None  # the encoder's default for the basic size
-    modes = [basic] if basic != options else []
-    other = _OTHER_INPUT_FORMAT.get(options.get("input_format") or "")
-    if other:
-        modes.append({**basic, "input_format": other})
-    return modes
+    """The modes to try, in order, after a camera refused `options` (a V4L2 camera's if they
+    have an input format, else the Pi camera's): its back end's `fallback_modes`. Only for a
+    caller that builds a camera's settings itself (kioskd/app.py's call set-up, until it opens
+    through `configured_modes`, which asks the back end it resolved)."""
+    from .picamera2 import Picamera2Camera
+    from .v4l2 import V4l2Camera
+
+    if "input_format" in options:
+        return V4l2Camera.fallback_modes(options)
+    return Picamera2Camera.fallback_modes(options)
 
 
 def open_device(
@@ -130,37 +132,14 @@ def _open_when_free(factory: Callable[..., Any], options: dict[str, Any], name: 
 
 def configured_modes(table: Any, config: Any) -> tuple[Any, list[dict[str, Any]], str]:
     """(back end, modes to try in order, name for the log) of the source `config` selects in
-    `table` (registry.VIDEO_SOURCES or AUDIO_SOURCES)."""
-    from . import registry
-
-    section, _, key = table.setting.partition(".")
-    name = getattr(getattr(config, section), key)
+    `table` (registry.VIDEO_SOURCES or AUDIO_SOURCES): the back end's own settings, then its
+    `fallback_modes` if it has other modes (real cameras do)."""
+    name = registry.configured_name(table, config)
     backend = registry.resolve(table, name)
-    settings = getattr(backend, "settings", None)
-    modes = [settings(config)] if settings is not None else [_legacy_settings(table, config)]
+    settings = backend.settings(config)
     fallbacks = getattr(backend, "fallback_modes", None)
-    if fallbacks is not None:
-        modes += fallbacks(modes[0])
-    elif name in ("picamera2", "v4l2"):
-        modes += basic_modes(modes[0])
+    modes = [settings, *(fallbacks(settings) if fallbacks is not None else ())]
     return backend, modes, f"{table.setting} {name!r}"
-
-
-def _legacy_settings(table: Any, config: Any) -> dict[str, Any]:
-    # Until every back end reads its own settings (from_config).
-    if table.setting == "audio.source":
-        audio = config.audio
-        return {"frequency": audio.tone_hz} if audio.source == "synthetic" \
-            else {"device": audio.capture_device} if audio.source == "alsa" else {}
-    video = config.video
-    options: dict[str, Any] = {"width": video.width, "height": video.height, "fps": video.fps}
-    if video.source == "picamera2":
-        options.update(encode=video.encoder, bitrate=video.bitrate_kbps * 1000 or None)
-    elif video.source == "v4l2":
-        options.update(device=video.device, input_format=video.input_format)
-    elif video.source == "file":
-        options.update(path=video.file)
-    return options
 
 
 def open_configured(table: Any, config: Any, *, budget_s: float | None = None) -> Opened:
@@ -173,11 +152,5 @@ def open_configured(table: Any, config: Any, *, budget_s: float | None = None) -
 def configured_speaker(config: Any) -> Any:
     """The audio sink `config` selects (not started). Raises ImportError or UnknownBackend
     when it cannot be had."""
-    from . import registry
-
-    audio = config.audio
-    backend = registry.resolve(registry.AUDIO_SINKS, audio.sink)
-    if hasattr(backend, "from_config"):
-        return backend.from_config(config)
-    return backend(device=audio.playback_device, buffer_ms=audio.playout_buffer_ms,
-                   max_buffer_ms=audio.max_playout_ms)
+    table = registry.AUDIO_SINKS
+    return registry.resolve(table, registry.configured_name(table, config)).from_config(config)

@@ -1,6 +1,7 @@
 """The Raspberry Pi camera through picamera2 (libcamera), hardware- or software-encoded.
 
-`Picamera2Camera(width, height, fps, encode=...)` makes the video track for one call:
+`Picamera2Camera(width, height, fps, encode=...)` makes the video track for one call (it is
+the back end the registry names: it also has `settings`, `from_config` and `fallback_modes`):
 
 - encode="hardware" (Pi 4, 3, Zero 2 W): the VideoCore H.264 encoder (picamera2's
   `H264Encoder`, /dev/video11) encodes the camera's YUV420 stream; an `Output` hands each
@@ -34,13 +35,17 @@ import asyncio
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 import av
 from aiortc.mediastreams import MediaStreamTrack
 
-from .h264 import PreEncodedH264Track
 from .capture import CameraUnavailable, ThreadedVideoTrack
+from .h264 import PreEncodedH264Track
+from .opening import BASIC_VIDEO
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger(__name__)
 
@@ -150,30 +155,57 @@ def _close(picam2: Any, held: threading.Lock) -> None:
         held.release()
 
 
-def Picamera2Camera(  # noqa: N802 -- a factory named for the back end, as the registry calls it
-    width: int = 1280,
-    height: int = 720,
-    fps: float = 30,
-    encode: str = "hardware",
-    bitrate: int | None = None,
-    keyframe_interval: int | None = None,
-    min_bitrate: int = MIN_BITRATE,
-    camera_num: int = 0,
-) -> MediaStreamTrack:
-    """The camera as a video track: pre-encoded H.264 (encode="hardware") or YUV420 frames
-    for aiortc to encode (encode="software").
+class Picamera2Backend:
+    """The picamera2 back end: calling it makes one call's camera track, of the kind `encode`
+    says (two track classes, so it is a maker of tracks rather than a track class itself)."""
 
-    `bitrate` (bits per second, default by size and rate) is where the hardware encoder
-    starts and the most it is set to; `keyframe_interval` is in frames (default 2 s).
-    Raises CameraUnavailable when the camera is missing, busy or refuses the mode.
-    """
-    if encode == "hardware":
-        return Picamera2H264Track(width, height, fps, bitrate=bitrate,
-                                  keyframe_interval=keyframe_interval, min_bitrate=min_bitrate,
-                                  camera_num=camera_num)
-    if encode == "software":
-        return Picamera2YuvTrack(width, height, fps, camera_num=camera_num)
-    raise ValueError(f'encode "{encode}" is not one of {ENCODE_MODES}')
+    def __call__(
+        self,
+        width: int = 1280,
+        height: int = 720,
+        fps: float = 30,
+        encode: str = "hardware",
+        bitrate: int | None = None,
+        keyframe_interval: int | None = None,
+        min_bitrate: int = MIN_BITRATE,
+        camera_num: int = 0,
+    ) -> MediaStreamTrack:
+        """The camera as a video track: pre-encoded H.264 (encode="hardware") or YUV420 frames
+        for aiortc to encode (encode="software").
+
+        `bitrate` (bits per second, default by size and rate) is where the hardware encoder
+        starts and the most it is set to; `keyframe_interval` is in frames (default 2 s).
+        Raises CameraUnavailable when the camera is missing, busy or refuses the mode.
+        """
+        if encode == "hardware":
+            return Picamera2H264Track(width, height, fps, bitrate=bitrate,
+                                      keyframe_interval=keyframe_interval,
+                                      min_bitrate=min_bitrate, camera_num=camera_num)
+        if encode == "software":
+            return Picamera2YuvTrack(width, height, fps, camera_num=camera_num)
+        raise ValueError(f'encode "{encode}" is not one of {ENCODE_MODES}')
+
+    @staticmethod
+    def settings(config: Config) -> dict[str, Any]:
+        video = config.video
+        return {"width": video.width, "height": video.height, "fps": video.fps,
+                "encode": video.encoder, "bitrate": video.bitrate_kbps * 1000 or None}
+
+    def from_config(self, config: Config, **overrides: Any) -> MediaStreamTrack:
+        return self(**{**self.settings(config), **overrides})
+
+    @staticmethod
+    def fallback_modes(settings: dict[str, Any]) -> list[dict[str, Any]]:
+        """After `settings` were refused: the basic settings, at the encoder's default bitrate
+        for them."""
+        basic = {**settings, **BASIC_VIDEO}
+        if "bitrate" in basic:
+            basic["bitrate"] = None
+        return [basic] if basic != settings else []
+
+
+# What the registry names ("kioskd.media.picamera2:Picamera2Camera").
+Picamera2Camera: Final = Picamera2Backend()
 
 
 def _set_v4l2_bitrate(device: Any, bitrate: int) -> None:

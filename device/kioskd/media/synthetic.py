@@ -13,12 +13,17 @@ import fractions
 import functools
 import math
 import time
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from .backend import ConfiguredBackend
 from .stamp import stamp_height, write_stamp
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 VIDEO_CLOCK_RATE = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
@@ -136,7 +141,7 @@ class _StreamClock:
         return slot
 
 
-class SyntheticCamera(MediaStreamTrack):
+class SyntheticCamera(MediaStreamTrack, ConfiguredBackend):
     """A video track of the stamped test pattern at `fps`, yuv420p, pts in 90 kHz units.
 
     The stamp carries a counter (0, 1, 2, ... one per delivered frame) and the wall-clock
@@ -154,6 +159,11 @@ class SyntheticCamera(MediaStreamTrack):
         self._clock = _StreamClock(fps)
         self._counter = 0
 
+    @classmethod
+    def settings(cls, config: Config) -> dict[str, Any]:
+        video = config.video
+        return {"width": video.width, "height": video.height, "fps": video.fps}
+
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
@@ -167,7 +177,7 @@ class SyntheticCamera(MediaStreamTrack):
         return frame
 
 
-class SyntheticTone(MediaStreamTrack):
+class SyntheticTone(MediaStreamTrack, ConfiguredBackend):
     """An audio track of a continuous sine: 20 ms s16 mono frames, pts in samples."""
 
     kind = "audio"
@@ -186,6 +196,10 @@ class SyntheticTone(MediaStreamTrack):
         self._clock = _StreamClock(sample_rate / self.samples_per_frame)
         self._cycles_per_sample = frequency / sample_rate
         self._ramp = np.arange(self.samples_per_frame, dtype=np.float64)
+
+    @classmethod
+    def settings(cls, config: Config) -> dict[str, Any]:
+        return {"frequency": config.audio.tone_hz}
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":

@@ -10,14 +10,21 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from typing import TYPE_CHECKING, Any
 
 import av
 
+from .backend import ConfiguredBackend
 from .capture import CameraUnavailable, ThreadedVideoTrack
+from .opening import BASIC_VIDEO
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger(__name__)
 
 INPUT_FORMATS = ("mjpeg", "yuyv422")
+OTHER_INPUT_FORMAT = {"mjpeg": "yuyv422", "yuyv422": "mjpeg"}
 
 
 def _open_error(device: str, exc: Exception, what: str) -> CameraUnavailable:
@@ -41,7 +48,7 @@ def _open_error(device: str, exc: Exception, what: str) -> CameraUnavailable:
     return CameraUnavailable(f"{device} failed with {what}: {exc}", "failed")
 
 
-class V4l2Camera(ThreadedVideoTrack):
+class V4l2Camera(ThreadedVideoTrack, ConfiguredBackend):
     """A V4L2 camera at `width` x `height`, `fps`, read as `input_format` (what the camera
     sends over USB: "mjpeg", which most webcams need for 720p30, or raw "yuyv422").
 
@@ -70,6 +77,20 @@ class V4l2Camera(ThreadedVideoTrack):
         if actual != (width, height):
             log.warning("%s gives %dx%d, not the %dx%d asked for", device, *actual, width, height)
         log.info("%s open: %s", device, what)
+
+    @classmethod
+    def settings(cls, config: Config) -> dict[str, Any]:
+        video = config.video
+        return {"device": video.device, "width": video.width, "height": video.height,
+                "fps": video.fps, "input_format": video.input_format}
+
+    @staticmethod
+    def fallback_modes(settings: dict[str, Any]) -> list[dict[str, Any]]:
+        """After `settings` were refused: the basic settings, then the basic settings in the
+        other input format (a webcam may offer a size in only one of them)."""
+        basic = {**settings, **BASIC_VIDEO}
+        modes = [basic] if basic != settings else []
+        return [*modes, {**basic, "input_format": OTHER_INPUT_FORMAT[settings["input_format"]]}]
 
     def _capture(self) -> None:
         try:
