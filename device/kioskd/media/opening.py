@@ -53,19 +53,6 @@ def describe(options: dict[str, Any]) -> str:
     return f"{options['input_format']} {mode}" if options.get("input_format") else mode
 
 
-def basic_modes(options: dict[str, Any]) -> list[dict[str, Any]]:
-    """The modes to try, in order, after a camera refused `options` (a V4L2 camera's if they
-    have an input format, else the Pi camera's): its back end's `fallback_modes`. Only for a
-    caller that builds a camera's settings itself (kioskd/app.py's call set-up, until it opens
-    through `configured_modes`, which asks the back end it resolved)."""
-    from .picamera2 import Picamera2Camera
-    from .v4l2 import V4l2Camera
-
-    if "input_format" in options:
-        return V4l2Camera.fallback_modes(options)
-    return Picamera2Camera.fallback_modes(options)
-
-
 def open_device(
     factory: Callable[..., Any],
     modes: Sequence[dict[str, Any]],
