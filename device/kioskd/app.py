@@ -16,7 +16,7 @@ progress while the signaling connection is still there, and the call log closes 
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import protocol
 from .call import events as ev
@@ -24,7 +24,7 @@ from .call.runner import CallRunner
 from .call.states import State
 from .calllog import CallLogService
 from .config import Config, ConfigError, load_config
-from .control import ControlServer, socket_path
+from .control import COMMAND_EVENTS, ControlServer, socket_path
 from .display import ScreenService
 from .health import Health, Notifier
 from .lifecycle import Component, run_until_one_ends, start_all, stop_all
@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 
 # Sections a running daemon cannot take over without reconnecting or re-binding.
 RESTART_SECTIONS = ("signaling", "control")
-# A touch, key or GPIO button's command, as the call machine's event.
-BUTTON_EVENTS = {"answer": ev.AnswerCall, "decline": ev.Decline, "hangup": ev.Hangup}
 
 
 class KioskApp:
@@ -119,8 +117,8 @@ class KioskApp:
     def on_command(self, command: str) -> None:
         """A touch, key or GPIO button (on the loop): answer, decline, hangup, call, mute_mic,
         camera_off."""
-        if command in BUTTON_EVENTS:
-            self.post(BUTTON_EVENTS[command]())
+        if command in COMMAND_EVENTS:
+            self.post(COMMAND_EVENTS[command]())
         elif command == "call":
             try:
                 self.place_call()

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 64 * 1024
+# kioskctl's commands that are just an event for the call machine.
+COMMAND_EVENTS: dict[str, type[ev.AnswerCall | ev.Decline | ev.Hangup]] = {
+    "answer": ev.AnswerCall, "decline": ev.Decline, "hangup": ev.Hangup}
 
 
 def socket_path(configured: str, env: dict[str, str] | None = None) -> Path:
@@ -42,7 +45,7 @@ async def answers(path: Path, timeout: float = 2.0) -> bool:
     """Whether a daemon is listening on the socket at `path` (False for a stale file)."""
     try:
         _, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
-    except (FileNotFoundError, ConnectionRefusedError, asyncio.TimeoutError):
+    except (TimeoutError, FileNotFoundError, ConnectionRefusedError):
         return False
     except PermissionError:
         return True  # someone else's socket: not ours to take over
@@ -93,7 +96,7 @@ class ControlServer:
         try:
             line = await asyncio.wait_for(reader.readline(), timeout=10)
             reply = await self.handle(line)
-        except (asyncio.TimeoutError, asyncio.LimitOverrunError, ValueError) as exc:
+        except (TimeoutError, asyncio.LimitOverrunError, ValueError) as exc:
             reply = {"ok": False, "error": f"bad request: {exc}"}
         try:
             writer.write(json.dumps(reply).encode() + b"\n")
@@ -141,9 +144,8 @@ class ControlServer:
                 return {"ok": False, "error": '"off" must be true, false or absent (toggle)'}
             off = app.set_muted("audio" if command == "mute" else "video", off)
             return {"ok": True, "off": off}
-        simple = {"answer": ev.AnswerCall, "decline": ev.Decline, "hangup": ev.Hangup}
-        if command in simple:
-            app.post(simple[command]())
+        if command in COMMAND_EVENTS:
+            app.post(COMMAND_EVENTS[command]())
             return {"ok": True}
         return {"ok": False, "error": f"unknown command {command!r}"}
 

@@ -12,8 +12,9 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .config import Config, ConfigError, config_as_dict, load_config
 from .control import request, socket_path

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from .config import Config, ConfigError, load_config, read_token
 from .control import AnotherDaemon

@@ -94,7 +94,8 @@ display {config.display.mode}, answer mode {config.answer.mode}.
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kioskd.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m kioskd.demo",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1",
                         help="address for the relay and page (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="relay port (default 8080)")

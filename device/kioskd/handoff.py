@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 

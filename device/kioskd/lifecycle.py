@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable, Coroutine, Protocol, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ async def stop_all(components: Sequence[Component]) -> None:
     for component in reversed(components):
         try:
             await asyncio.wait_for(component.stop(), STOP_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.error("stopping the %s took more than %.0f s; going on", component.name,
                       STOP_TIMEOUT_S)
         except Exception:

@@ -13,7 +13,7 @@ import ctypes
 import gc
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 

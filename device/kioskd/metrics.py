@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -41,7 +42,7 @@ def _labels(names: Sequence[str], values: Sequence[str]) -> str:
         return ""
     def escape(text: str) -> str:
         return text.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
-    return "{" + ",".join(f'{n}="{escape(v)}"' for n, v in zip(names, values)) + "}"
+    return "{" + ",".join(f'{n}="{escape(v)}"' for n, v in zip(names, values, strict=True)) + "}"
 
 
 class Metric:
@@ -107,7 +108,7 @@ class Histogram(Metric):
 
     def samples(self) -> Iterator[tuple[str, str, float]]:
         cumulative = 0
-        for bound, count in zip(self.buckets, self.counts):
+        for bound, count in zip(self.buckets, self.counts, strict=True):
             cumulative += count
             yield f"{self.name}_bucket", f'{{le="{_value(bound)}"}}', cumulative
         yield f"{self.name}_bucket", '{le="+Inf"}', self.count

@@ -9,7 +9,7 @@ that a reply addresses the peer exactly as the server knows it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 OFFER = "webrtc:offer"
 ANSWER = "webrtc:answer"
@@ -32,7 +32,7 @@ MAX_CANDIDATE_CHARS = 1024
 MAX_ID_CHARS = 256
 MAX_NAME_CHARS = 256
 
-PeerId = Union[str, int]
+PeerId = str | int
 
 
 class ProtocolError(ValueError):
@@ -128,8 +128,8 @@ class ServerError:
     to: PeerId | None = None
 
 
-Message = Union[Offer, Answer, Candidate, CallEnd, CallReject, CallTimeout, ServerError]
-PeerMessage = Union[Offer, Answer, Candidate, CallEnd, CallReject, CallTimeout]
+Message = Offer | Answer | Candidate | CallEnd | CallReject | CallTimeout | ServerError
+PeerMessage = Offer | Answer | Candidate | CallEnd | CallReject | CallTimeout
 
 EVENT_OF: dict[type, str] = {
     Offer: OFFER,
@@ -198,7 +198,8 @@ def _description(value: Any, expected_type: str, event: str) -> SessionDescripti
     if not isinstance(sdp, str) or not sdp.strip():
         raise ProtocolError(f"{event}: '{expected_type}.sdp' must be a non-empty string")
     if len(sdp) > MAX_SDP_CHARS:
-        raise ProtocolError(f"{event}: SDP is {len(sdp)} characters, over the {MAX_SDP_CHARS} limit")
+        raise ProtocolError(
+            f"{event}: SDP is {len(sdp)} characters, over the {MAX_SDP_CHARS} limit")
     if not sdp.startswith("v=0"):
         raise ProtocolError(f"{event}: SDP does not start with 'v=0'")
     kind = value.get("type", expected_type)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import av
 import numpy as np
@@ -40,7 +42,7 @@ async def _timed(name: str, probe: Callable[[], Awaitable[str]]) -> Check:
     try:
         detail = await asyncio.wait_for(probe(), CHECK_TIMEOUT_S)
         ok = True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         ok, detail = False, f"no answer within {CHECK_TIMEOUT_S:.0f} s"
     except Exception as exc:  # every failure is a finding, never a crash of the self-test
         ok, detail = False, str(exc) or type(exc).__name__
@@ -162,7 +164,7 @@ CHECKS: dict[str, Callable[[Config], Awaitable[str]]] = {
 
 
 async def run_selftest(config: Config) -> dict[str, Any]:
-    checks = [await _timed(name, lambda probe=probe: probe(config))
+    checks = [await _timed(name, functools.partial(probe, config))
               for name, probe in CHECKS.items()]
     return {"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}
 

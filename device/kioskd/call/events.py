@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from .. import protocol
 from ..protocol import IceCandidate, PeerId, SessionDescription
@@ -85,24 +84,24 @@ class Released:
     call_id: str
 
 
-Event = Union[
-    protocol.Offer,
-    protocol.Answer,
-    protocol.Candidate,
-    protocol.CallEnd,
-    protocol.CallReject,
-    protocol.CallTimeout,
-    protocol.ServerError,
-    AnswerCall,
-    Decline,
-    Hangup,
-    PlaceCall,
-    LocalDescription,
-    RtcFailed,
-    MediaState,
-    TimerFired,
-    Released,
-]
+Event = (
+    protocol.Offer
+    | protocol.Answer
+    | protocol.Candidate
+    | protocol.CallEnd
+    | protocol.CallReject
+    | protocol.CallTimeout
+    | protocol.ServerError
+    | AnswerCall
+    | Decline
+    | Hangup
+    | PlaceCall
+    | LocalDescription
+    | RtcFailed
+    | MediaState
+    | TimerFired
+    | Released
+)
 
 
 # -- effects ----------------------------------------------------------------------------------
@@ -170,7 +169,7 @@ class Finished:
     details: dict = field(default_factory=dict)
 
 
-Effect = Union[
-    Send, AcceptOffer, CreateOffer, ApplyAnswer, AddCandidate, StartTimer, CancelTimer, Release,
-    Finished,
-]
+Effect = (
+    Send | AcceptOffer | CreateOffer | ApplyAnswer | AddCandidate
+    | StartTimer | CancelTimer | Release | Finished
+)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 from .. import protocol
 from ..policy.answer import Action, AnswerPolicy
@@ -98,7 +98,8 @@ class CallMachine:
     # -- helpers -----------------------------------------------------------------------------
 
     def _is_current(self, message: protocol.PeerMessage) -> bool:
-        """Does a peer message belong to the current call? Without callId it does if the peer does."""
+        """Does a peer message belong to the current call? Without callId, it does if the peer
+        does."""
         call = self.call
         if call is None or not protocol.same_peer(message.peer, call.peer):
             return False

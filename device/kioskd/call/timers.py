@@ -6,7 +6,7 @@ A timer is named per call (ring, connect, grace, ...); starting one that runs re
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 from . import events as ev
 

@@ -16,9 +16,10 @@ import datetime
 import difflib
 import json
 import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 # -- issues and errors ------------------------------------------------------------------------
 

@@ -28,7 +28,8 @@ import fractions
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import av
 from aiortc import RTCRtpSender

@@ -17,7 +17,8 @@ import logging
 import math
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import av
 import numpy as np
@@ -48,7 +49,7 @@ def _mean_square(frame: av.AudioFrame) -> tuple[float, int]:
     """(mean square relative to full scale, samples per channel) of an audio frame."""
     samples = frame.to_ndarray()
     if samples.dtype.kind in "iu":
-        scale = float(np.iinfo(samples.dtype).max) + 1.0
+        scale = float(np.iinfo(samples.dtype.type).max) + 1.0  # type: ignore[type-var]
         values = samples.astype(np.float64) / scale
     else:
         values = samples.astype(np.float64, copy=False)
@@ -123,8 +124,8 @@ class MeasuringSink:
         self._waiters.append(waiter)
         try:
             await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
-            raise asyncio.TimeoutError(
+        except TimeoutError:
+            raise TimeoutError(
                 f"got {self.video_frames}/{video} video and {self.audio_frames}/{audio} audio "
                 f"frames in {timeout} s"
             ) from None

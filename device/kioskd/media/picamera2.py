@@ -316,7 +316,7 @@ class Picamera2H264Track(PreEncodedH264Track):
         self.on_bitrate_estimate = self.control.follow_bitrate
         track = self
 
-        class TrackOutput(Output):  # type: ignore[misc,valid-type]
+        class TrackOutput(Output):
             """Runs on the encoder's thread: hand the access unit over, never block."""
 
             def outputframe(self, frame: Any, keyframe: bool = True, timestamp: Any = None,

@@ -11,8 +11,8 @@ they cannot disagree. One callback says that it changed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 FALLBACK = "fallback"  # not an error: the device works, with basic settings
 

@@ -10,7 +10,8 @@ belong to a connection that is closed, and every task this object started has be
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiortc.mediastreams import MediaStreamTrack
 

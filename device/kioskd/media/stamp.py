@@ -228,7 +228,7 @@ def luma_of(frame: av.VideoFrame) -> np.ndarray:
     """
     if frame.format.name in _LUMA_FIRST_FORMATS:
         plane = frame.planes[0]
-        rows = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+        rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(-1, plane.line_size)
         return rows[: frame.height, : frame.width]
     return frame.to_ndarray(format="gray")
 

@@ -41,7 +41,7 @@ def _rgb_to_yuv601(r: float, g: float, b: float) -> tuple[int, int, int]:
 
 
 def _plane_view(plane: av.video.plane.VideoPlane, width: int, height: int) -> np.ndarray:
-    rows = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+    rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(-1, plane.line_size)
     return rows[:height, :width]
 
 

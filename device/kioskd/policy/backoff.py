@@ -1,10 +1,12 @@
-"""Reconnect delays: exponential backoff with full jitter and a cap. Pure: randomness is injected."""
+"""Reconnect delays: exponential backoff with full jitter and a cap.
+
+Pure: randomness is injected."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 @dataclass

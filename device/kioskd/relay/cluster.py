@@ -24,7 +24,8 @@ import logging
 import os
 import socket
 import uuid
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
 import socketio
@@ -307,7 +308,8 @@ class Presence:
             return True
         key = self._user_key(user)
         try:
-            nodes = sorted(await self._redis.smembers(key))
+            # decode_responses: the members are str
+            nodes = sorted(cast(set[str], await self._redis.smembers(key)))
             if not nodes:
                 return False
             alive = await self._redis.mget([self._node_key(node) for node in nodes])

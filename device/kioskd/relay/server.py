@@ -22,8 +22,9 @@ import logging
 import signal
 import sys
 import traceback
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import socketio
 from aiohttp import web
@@ -258,6 +259,8 @@ class Relay:
             return await self._drop(sid, sender, event, BAD_REQUEST,
                                     f"{event}: payload must be one object with 'to'")
         payload = args[0]
+        to: protocol.PeerId | None
+        problem: str | None
         try:
             to = protocol.parse_peer_id(payload.get("to"), "to", event)
         except protocol.ProtocolError as exc:

@@ -8,13 +8,14 @@ an entry by its position and userId, never by the token itself.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any
 
 from .. import protocol
 
-UserId = Union[str, int]
+UserId = str | int
 
 
 class TokensError(ValueError):

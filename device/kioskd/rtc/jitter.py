@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtp import RtpPacket
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,8 @@ class MarkerJitterBuffer(JitterBuffer):
         super().__init__(capacity=capacity, is_video=True)
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
-        packets = []
+        assert self._origin is not None  # aiortc calls this only once a packet is in
+        packets: list[RtpPacket] = []
         for count in range(self.capacity):
             packet = self._packets[(self._origin + count) % self.capacity]
             if packet is None or (packets and packet.timestamp != packets[0].timestamp):
@@ -37,8 +39,9 @@ class MarkerJitterBuffer(JitterBuffer):
             packets.append(packet)
             if packet.marker:
                 self.remove(count + 1)
-                return JitterFrame(data=b"".join(p._data for p in packets),
-                                   timestamp=packets[0].timestamp)
+                # _data: the depayloaded payload, which aiortc's receiver sets on each packet.
+                data = b"".join(p._data for p in packets)  # type: ignore[attr-defined]
+                return JitterFrame(data=data, timestamp=packets[0].timestamp)
         return super()._remove_frame(sequence_number)
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any
 
 from aiortc import (
     RTCConfiguration,
@@ -115,7 +116,7 @@ class RtcSession:
         results = await asyncio.gather(*(opener() if opener else _none() for opener in openers),
                                        return_exceptions=True)
         tracks: dict[str, MediaStreamTrack | None] = {}
-        for kind, result in zip(wanted, results):
+        for kind, result in zip(wanted, results, strict=True):
             if isinstance(result, BaseException):
                 log.error("call %s: opening the %s source failed: %r; the call goes on "
                           "without it", self.call_id, kind, result)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import socketio
 
@@ -103,7 +104,7 @@ class SignalingClient:
                     auth={"token": self._token},
                     wait_timeout=self._connect_timeout_s,
                 )
-            except (socketio.exceptions.ConnectionError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, socketio.exceptions.ConnectionError, OSError) as exc:
                 await self._close(sio)
                 if self._refused_reason == "unauthorized":
                     self.last_error = ("the server refused this kiosk's token (unauthorized): "
