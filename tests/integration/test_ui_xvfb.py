@@ -25,7 +25,7 @@ import pytest
 
 from kioskd.media.synthetic import SyntheticCamera, TestPattern
 from kioskd.ui import KioskScreen, View, make_video_sink
-from kioskd.ui import screens
+from kioskd.ui import painting
 from kioskd.ui import view as v
 from kioskd.ui.screen import SCALING
 from tests.support.xvfb import running_xvfb
@@ -179,7 +179,7 @@ async def test_fullscreen_kiosk_on_x(on_x, monkeypatch):
         assert diff.mean() < 1.0 and np.percentile(diff, 99.9) <= 6
         px, py, pw, ph = layout.regions["pip"]
         # Bottom-right as configured (lifted above the buttons while they show).
-        assert (px, py, pw, ph) == screens.pip_rect(SIZE, (320, 240), "bottom-right", True)
+        assert (px, py, pw, ph) == painting.pip_rect(SIZE, (320, 240), "bottom-right", True)
         assert px + pw / 2 > SIZE[0] / 2 and py + ph / 2 > SIZE[1] / 2
         mirrored = preview.reformat(width=pw, height=ph, format="rgb24",
                                     interpolation=SCALING).to_ndarray()[:, ::-1]

@@ -15,10 +15,10 @@ import numpy as np
 import pygame
 import pytest
 
-from kioskd.ui.screen import SCALING, letterbox, software_framebuffer
+from kioskd.ui.screen import CORNERS, SCALING, letterbox, software_framebuffer
 from kioskd.media.synthetic import SyntheticCamera, SyntheticTone, TestPattern
 from kioskd.ui import KioskScreen, View, make_video_sink
-from kioskd.ui import screens
+from kioskd.ui import painting, presentation
 from kioskd.ui import view as v
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screens" / "dummy"
@@ -98,12 +98,12 @@ def test_texts_and_numbers():
 @pytest.fixture
 def theme():
     pygame.font.init()  # a stopped KioskScreen quits fonts: init per test (idempotent)
-    return screens.Theme(SIZE)
+    return painting.Theme(SIZE)
 
 
 def draw_offscreen(theme, name, view, now=100.0, **ctx):
     surface = pygame.Surface(SIZE)
-    drawn = screens.draw(name, screens.Ctx(surface, theme, view, now, **ctx))
+    drawn = painting.draw(name, painting.Ctx(surface, theme, view, now, **ctx))
     return drawn, np.ascontiguousarray(pygame.surfarray.array3d(surface).transpose(1, 0, 2))
 
 
@@ -216,21 +216,21 @@ def test_media_warnings_are_amber_pills_beside_mic_off(theme, name, call_type):
     assert second[0] + second[2] <= SIZE[0] and first[1] == mic_off[1]
     for x, y, w, h in (first, second):
         corner = pixels[y + h // 2, x + 2]  # the pill's edge, beside its text
-        assert tuple(corner) == screens.AMBER
+        assert tuple(corner) == presentation.AMBER
         assert lit_share(pixels, (x, y, w, h)) > 0.5
     plain, _ = draw_offscreen(theme, name, View(state="connected", call_type=call_type))
     assert not any(r.startswith("media_warning") for r in plain.regions)
 
 
-@pytest.mark.parametrize("corner", screens.CORNERS)
+@pytest.mark.parametrize("corner", CORNERS)
 def test_pip_rect_sits_in_its_corner(corner):
-    x, y, w, h = screens.pip_rect(SIZE, (640, 480), corner)
+    x, y, w, h = painting.pip_rect(SIZE, (640, 480), corner)
     assert w == round(SIZE[0] * 0.22) & ~1 and abs(w / h - 4 / 3) < 0.02
     assert (x < SIZE[0] / 2) == corner.endswith("left")
     assert (y < SIZE[1] / 2) == corner.startswith("top")
     assert min(x, y, SIZE[0] - x - w, SIZE[1] - y - h) == round(SIZE[1] * 0.04)  # the margin
-    lifted = screens.pip_rect(SIZE, (640, 480), corner, controls=True)
-    assert lifted[1] + lifted[3] < SIZE[1] * screens.CONTROLS_TOP
+    lifted = painting.pip_rect(SIZE, (640, 480), corner, controls=True)
+    assert lifted[1] + lifted[3] < SIZE[1] * painting.CONTROLS_TOP
 
 
 # -- the render thread under the dummy driver -------------------------------------------------
@@ -326,7 +326,7 @@ def overlap(a, b):
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
-@pytest.mark.parametrize("corner", screens.CORNERS)
+@pytest.mark.parametrize("corner", CORNERS)
 async def test_preview_is_in_the_configured_corner(dummy_video, corner):
     kiosk = KioskScreen("window", *SIZE, preview_corner=corner)
     await kiosk.start()
@@ -340,7 +340,7 @@ async def test_preview_is_in_the_configured_corner(dummy_video, corner):
         layout = kiosk.layout()
         rect = layout.regions["pip"]
         # The buttons show for the first seconds of a call: a bottom preview sits above them.
-        assert rect == screens.pip_rect(SIZE, (320, 240), corner, controls=True)
+        assert rect == painting.pip_rect(SIZE, (320, 240), corner, controls=True)
         assert layout.buttons and not any(overlap(rect, b.rect) for b in layout.buttons)
         x, y, w, h = rect
         reference = preview.reformat(width=w, height=h, format="rgb24").to_ndarray()[:, ::-1]
@@ -551,23 +551,23 @@ async def test_a_drawing_bug_is_survived_and_a_dead_screen_says_so(dummy_video, 
     await kiosk.start()
     try:
         await kiosk.wait_for_screen(v.IDLE)
-        real, calls = screens.DRAW[v.INCOMING], []
+        real, calls = painting.DRAW[v.INCOMING], []
 
-        def flaky(ctx):
+        def flaky(ctx, shown):
             calls.append(ctx.now)
             if len(calls) == 1:
                 raise RuntimeError("a bug in one pass")
-            return real(ctx)
+            return real(ctx, shown)
 
-        monkeypatch.setitem(screens.DRAW, v.INCOMING, flaky)
+        monkeypatch.setitem(painting.DRAW, v.INCOMING, flaky)
         kiosk.update(View(state="ringing", peer_name="Alice"))
         await kiosk.wait_for_screen(v.INCOMING)  # drawn on the next pass
 
-        def broken(ctx):
+        def broken(ctx, shown):
             raise RuntimeError("a bug in every pass")
 
         monkeypatch.setattr(screen_module, "MAX_FAILED_PASSES", 3)
-        monkeypatch.setitem(screens.DRAW, v.OUTCOME, broken)
+        monkeypatch.setitem(painting.DRAW, v.OUTCOME, broken)
         kiosk.update(View(state="ending"))
         with pytest.raises(RuntimeError, match="screen thread failed"):
             await asyncio.wait_for(kiosk.wait_closed(), 5)

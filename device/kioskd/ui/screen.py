@@ -402,7 +402,7 @@ class KioskScreen:
         await self._request("save", os.fspath(path))
 
     def layout(self) -> Any:
-        """The last drawn screen's `screens.Drawn`: its buttons and named regions."""
+        """The last drawn screen's `painting.Drawn`: its buttons and named regions."""
         return self._drawn
 
     def stats(self) -> dict[str, Any]:
@@ -577,10 +577,10 @@ class KioskScreen:
 
     def _render_loop(self, pygame: Any, surface: Any) -> None:
         from . import input as inp
-        from . import screens
+        from . import painting
 
-        self._inp, self._screens = inp, screens
-        state = _RenderState(time.monotonic(), screens.Theme(surface.get_size()),
+        self._inp, self._screens = inp, painting
+        state = _RenderState(time.monotonic(), painting.Theme(surface.get_size()),
                              _Video(direct_video_ok(surface)))
         self.video_path = "direct" if state.video.direct else "blit"
         failures = 0
