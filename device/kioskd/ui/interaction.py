@@ -81,7 +81,7 @@ class Interaction:
         self._call_state = "idle"
         self._screen: str | None = None  # what the person sees, and its buttons
         self._buttons: list[Any] = []
-        self.last_activity = 0.0
+        self._last_activity = 0.0
         self.controls_until = 0.0
         self._input_read_at = 0.0
 
@@ -116,7 +116,7 @@ class Interaction:
         from . import input as inp
 
         self._pygame, self._inp = pygame, inp
-        self.last_activity = now
+        self._last_activity = now
         self.light()
 
     def light(self) -> None:
@@ -127,7 +127,7 @@ class Interaction:
     def on_view(self, old: View, view: View, now: float) -> None:
         self._call_state = view.state
         if view.state != old.state or view.last_outcome_at != old.last_outcome_at:
-            self.last_activity = now
+            self._last_activity = now
             if view.state != "idle" and self.blanked:
                 self._set_blank(False)  # an incoming (or outgoing) call wakes the display
         if view.state != old.state and view.state == "connected":
@@ -148,7 +148,7 @@ class Interaction:
     def sleep_if_idle(self, now: float) -> bool:
         """Blank an idle display nobody has touched for sleep_after_s; True if it just did."""
         if (not self.blanked and self.sleep_after_s > 0 and self._call_state == "idle"
-                and now - self.last_activity >= self.sleep_after_s):
+                and now - self._last_activity >= self.sleep_after_s):
             self._set_blank(True)
             return True
         return False
@@ -172,7 +172,7 @@ class Interaction:
 
     def _on_input(self, action: Any, now: float) -> bool:
         inp = self._inp
-        self.last_activity = now
+        self._last_activity = now
         if self.blanked:
             self._set_blank(False)
             if action.kind == "pointer":

@@ -90,11 +90,11 @@ def present(name: str, view: View, now: float, wall: float,
     return _PRESENTERS[name](view, now, wall, offline_for)
 
 
-def peer(view: View) -> str:
+def _peer(view: View) -> str:
     return view.peer_name or "Unknown caller"
 
 
-def outcome_peer_line(view: View) -> str | None:
+def _outcome_peer_line(view: View) -> str | None:
     """The line under the outcome's headline: "from Alice" for an incoming call nobody talked
     in, "with Alice" for every other; None when the headline names the peer already."""
     if not view.peer_name or view.peer_name in v.outcome_title(view):
@@ -126,7 +126,7 @@ def _idle(view: View, now: float, wall: float, offline_for: float | None) -> Pre
 
 def _incoming(view: View, now: float, wall: float, offline_for: float | None) -> Presentation:
     kind = "video" if view.call_type == "video" else "audio"
-    texts = {"caption": Text(f"Incoming {kind} call", MUTED), "peer_name": Text(peer(view))}
+    texts = {"caption": Text(f"Incoming {kind} call", MUTED), "peer_name": Text(_peer(view))}
     seconds = v.countdown(view, now)
     if seconds is None:  # manual: the person decides
         buttons: tuple[Action, ...] = (Action("Answer", GREEN, ANSWER),
@@ -134,7 +134,7 @@ def _incoming(view: View, now: float, wall: float, offline_for: float | None) ->
     else:
         texts["countdown"] = Text(f"Answering in {seconds}")
         buttons = (Action("Decline", RED, DECLINE),)
-    return Presentation(v.INCOMING, texts, buttons, avatar=Avatar(peer(view), GREEN, rings=True))
+    return Presentation(v.INCOMING, texts, buttons, avatar=Avatar(_peer(view), GREEN, rings=True))
 
 
 def _outgoing(name: str, caption: str) -> Callable[..., Presentation]:
@@ -143,7 +143,7 @@ def _outgoing(name: str, caption: str) -> Callable[..., Presentation]:
         if view.peer_name:
             texts["peer_name"] = Text(view.peer_name)
         return Presentation(name, texts, (Action("Hang up", RED, HANGUP),),
-                            avatar=Avatar(peer(view), PANEL, rings=name == v.CALLING))
+                            avatar=Avatar(_peer(view), PANEL, rings=name == v.CALLING))
 
     return outgoing
 
@@ -171,10 +171,10 @@ def _call_buttons(view: View, camera: bool) -> tuple[Action, ...]:
 
 def _in_call(view: View, now: float, wall: float, offline_for: float | None) -> Presentation:
     """The overlays of a video call; "waiting" shows only until the first picture."""
-    label = peer(view)
+    label = _peer(view)
     if view.connected_since is not None:
         label += "  " + v.format_duration(now - view.connected_since)
-    texts = {"waiting": Text(f"Connected to {peer(view)}"),
+    texts = {"waiting": Text(f"Connected to {_peer(view)}"),
              "waiting_hint": Text("Waiting for video...", MUTED),
              "status": Text(label)}
     if view.camera_off:
@@ -183,7 +183,7 @@ def _in_call(view: View, now: float, wall: float, offline_for: float | None) -> 
 
 
 def _audio_call(view: View, now: float, wall: float, offline_for: float | None) -> Presentation:
-    texts = {"caption": Text("Audio call", MUTED), "peer_name": Text(peer(view))}
+    texts = {"caption": Text("Audio call", MUTED), "peer_name": Text(_peer(view))}
     if view.connected_since is not None:
         texts["duration"] = Text(v.format_duration(now - view.connected_since))
     return Presentation(v.AUDIO_CALL, texts, _call_buttons(view, camera=False), _pills(view))
@@ -193,7 +193,7 @@ def _outcome(view: View, now: float, wall: float, offline_for: float | None) -> 
     outcome = view.last_outcome or "answered"
     colour = {"missed": AMBER, "answered": FOREGROUND, "cancelled": FOREGROUND}.get(outcome, RED)
     texts = {"title": Text(v.outcome_title(view), colour)}
-    line = outcome_peer_line(view)
+    line = _outcome_peer_line(view)
     if line is not None:
         texts["peer_name"] = Text(line, MUTED)
     return Presentation(v.OUTCOME, texts)

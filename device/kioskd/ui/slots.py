@@ -52,7 +52,7 @@ class Slots:
         self._preview: av.VideoFrame | None = None
         self._presses: list[str] = []
         self._observers: list[Observer] = []
-        self._audio_level: tuple[float | None, float] = (None, 0.0)
+        self.audio_level: tuple[float | None, float] = (None, 0.0)  # (dBFS, monotonic time)
 
     def put_view(self, view: View) -> None:
         with self._lock:
@@ -78,11 +78,7 @@ class Slots:
         self._wake.set()
 
     def put_audio_level(self, dbfs: float | None) -> None:
-        self._audio_level = (dbfs, time.monotonic())  # one assignment: no lock needed
-
-    @property
-    def audio_level(self) -> tuple[float | None, float]:
-        return self._audio_level
+        self.audio_level = (dbfs, time.monotonic())  # one assignment: no lock needed
 
     def add_observer(self, observer: Observer) -> None:
         with self._lock:
@@ -103,7 +99,7 @@ class Slots:
         with self._lock:
             self._wake.clear()
             handed = Handed(self._view, self._remote, self._preview, self._presses,
-                            self._observers, self._audio_level)
+                            self._observers, self.audio_level)
             self._view = self._remote = self._preview = None
             self._presses, self._observers = [], []
         return handed
