@@ -26,6 +26,7 @@ import os
 import platform
 import time
 
+from tests.support.screen_probe import ScreenProbe
 from tests.support.xvfb import running_xvfb
 
 SOURCES = [(1280, 720), (640, 480)]
@@ -43,12 +44,13 @@ async def measure(width: int, height: int, seconds: float) -> dict:
     from kioskd.ui import view as v
 
     screen = KioskScreen("fullscreen", preview_corner="bottom-right")
+    probe = ScreenProbe(screen)
     started = time.monotonic()
     await screen.start()
     try:
         screen.update(View(kiosk_name="Bench", online=True, signaling_status="online"))
-        await screen.wait_for_screen(v.IDLE, timeout=5)
-        start_to_idle = screen.first_screen_at[v.IDLE] - started
+        await probe.wait_for_screen(v.IDLE, timeout=5)
+        start_to_idle = screen.stats()["first_screen_at"][v.IDLE] - started
 
         camera = SyntheticCamera(width, height, fps=FPS)
         preview_camera = SyntheticCamera(320, 240, fps=FPS)
@@ -60,11 +62,11 @@ async def measure(width: int, height: int, seconds: float) -> dict:
         await sink.start()
         preview = asyncio.create_task(feed_preview(screen, preview_camera))
         try:
-            await sink.wait_for_rendered(1, timeout=5)
+            await probe.wait_for_rendered(1, timeout=5, sink=sink)
             connected_to_frame = screen.call_first_rendered_at - connected_at
             await asyncio.sleep(1.0)  # settle: not measured
             rendered, received = screen.rendered_frames, sink.video_frames
-            dropped, flips = screen.dropped_frames, screen.screens_drawn
+            dropped, flips = screen.dropped_frames, screen.stats()["screens_drawn"]
             cpu, wall = time.process_time(), time.monotonic()
             await asyncio.sleep(seconds)  # the measuring window itself, not synchronisation
             cpu, wall = time.process_time() - cpu, time.monotonic() - wall
@@ -72,7 +74,7 @@ async def measure(width: int, height: int, seconds: float) -> dict:
             rendered_fps = (screen.rendered_frames - rendered) / wall
             received_fps = (sink.video_frames - received) / wall
             dropped = screen.dropped_frames - dropped
-            flips_per_s = (screen.screens_drawn - flips) / wall
+            flips_per_s = (stats["screens_drawn"] - flips) / wall
         finally:
             preview.cancel()
             await asyncio.gather(preview, return_exceptions=True)

@@ -25,12 +25,12 @@ from .call.states import State
 from .calllog import CallLogService
 from .config import Config, ConfigError, load_config
 from .control import COMMAND_EVENTS, ControlServer, socket_path
-from .display import ScreenService
 from .health import Health, Notifier
 from .lifecycle import Component, run_until_one_ends, start_all, stop_all
 from .media.local import LocalMedia
 from .media.problems import Problems
 from .metrics import KioskMetrics, MetricsServer
+from .screen_service import ScreenService
 from .signaling.client import SignalingClient
 from .status import KioskStatus
 
@@ -49,7 +49,7 @@ class KioskApp:
         self.problems = Problems(on_change=self._changed)
         self.calllog = CallLogService(config.calllog.path, config.calllog.max_rows,
                                       config.calllog.max_age_days)
-        self.display = ScreenService(config, self.on_command, self.problems)
+        self.screen_service = ScreenService(config, self.on_command, self.problems)
         self.local_media = LocalMedia(config, self.problems, preview=self._preview)
         self.signaling = SignalingClient(
             config.signaling.url, token, self.post, on_status=lambda _: self._changed(),
@@ -58,22 +58,23 @@ class KioskApp:
         self.metrics.registry.add_collector(
             lambda: self.metrics.reconnects.set_total(self.signaling.reconnects))
         self.runner = CallRunner(config, self.signaling, self.local_media, calllog=self.calllog,
-                                 metrics=self.metrics, new_video_sink=self.display.new_video_sink,
+                                 metrics=self.metrics,
+                                 new_video_sink=self.screen_service.new_video_sink,
                                  on_change=self._changed)
         self.status_keeper = KioskStatus(config, self.runner, self.signaling, self.local_media,
-                                         self.notifier, self.display)
+                                         self.notifier, self.screen_service)
         self.control = ControlServer(self, socket_path(config.control.socket))
         self.health = Health(self.notifier, self.status_keeper.line)
         self.components: list[Component] = [self.control, self.calllog]
         if config.metrics.enabled:
             self.components.append(MetricsServer(self.metrics.registry, config.metrics.host,
                                                  config.metrics.port))
-        self.components += [self.display, self.signaling, self.runner, self.status_keeper,
-                            self.health]
+        self.components += [self.screen_service, self.signaling, self.runner,
+                            self.status_keeper, self.health]
 
     @property
     def screen(self):  # the kiosk's screen (ui.KioskScreen), None when headless
-        return self.display.screen
+        return self.screen_service.screen
 
     async def run(self) -> None:
         """Run until cancelled; a long-lived task that dies takes the daemon down with it."""
@@ -83,7 +84,7 @@ class KioskApp:
                 "dispatcher": self.runner.run,
                 "signaling": self.signaling.run,
                 "watchdog": self.health.run,
-                "screen": self.display.run,  # a dead render thread restarts the daemon
+                "screen": self.screen_service.run,  # a dead render thread restarts the daemon
             })
         finally:
             await stop_all(self.components)

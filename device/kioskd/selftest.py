@@ -122,11 +122,11 @@ async def _display(config: Config) -> str:
     screen = KioskScreen.from_config(config)
     await screen.start()
     try:
-        await screen.wait_for_screen("idle")
+        shown = await screen.wait_shown()  # the idle screen: nothing has happened yet
         size = screen.stats().get("screen_size")
     finally:
         await screen.stop()
-    return f"{mode}: idle screen shown" + (f" at {size[0]}x{size[1]}" if size else "")
+    return f"{mode}: {shown} screen shown" + (f" at {size[0]}x{size[1]}" if size else "")
 
 
 async def _signaling(config: Config) -> str:

@@ -17,9 +17,9 @@ from typing import Any
 from .call.runner import CallRunner
 from .call.states import State
 from .config import Config
-from .display import ScreenService
 from .health import Notifier, status_line
 from .media.local import LocalMedia
+from .screen_service import ScreenService
 from .signaling.client import SignalingClient
 from .tasks import TaskSet
 from .ui.status_view import Snapshot, build_view
@@ -37,13 +37,14 @@ class KioskStatus:
     name = "status"
 
     def __init__(self, config: Config, runner: CallRunner, signaling: SignalingClient,
-                 local: LocalMedia, notifier: Notifier, display: ScreenService) -> None:
+                 local: LocalMedia, notifier: Notifier,
+                 screen_service: ScreenService) -> None:
         self.config = config
         self.runner = runner
         self.signaling = signaling
         self.local = local
         self.notifier = notifier
-        self.display = display
+        self.screen_service = screen_service
         self.show: Callable[[View], None] | None = None  # the screen's update, when there is one
         self.state_changed = asyncio.Condition()
         self._deferred_view: asyncio.TimerHandle | None = None
@@ -75,8 +76,8 @@ class KioskStatus:
 
     async def start(self) -> None:
         """After the screen has opened (or not): show the idle screen at once."""
-        if self.display.screen is not None:
-            self.show = self.display.screen.update
+        if self.screen_service.screen is not None:
+            self.show = self.screen_service.screen.update
             self.show_view()
 
     async def stop(self) -> None:

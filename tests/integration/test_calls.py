@@ -227,9 +227,11 @@ async def test_remote_video_is_rendered_in_a_window(relay, alice, monkeypatch):
     async with running_kiosk(relay.url, "display.mode=window") as kiosk:
         await connected_call(kiosk, alice)
         from kioskd.ui import ScreenSink
+        from tests.support.screen_probe import ScreenProbe
         assert isinstance(kiosk.runner.media.sink, ScreenSink)
-        await kiosk.runner.media.sink.wait_for_rendered(10, timeout=15)
-        assert kiosk.screen.current_screen == "in_call"
+        await ScreenProbe(kiosk.screen).wait_for_rendered(10, timeout=15,
+                                                          sink=kiosk.runner.media.sink)
+        assert kiosk.screen.stats()["screen"] == "in_call"
 
 
 async def test_caller_vanishing_without_call_end_frees_the_kiosk(kiosk, alice, bob):

@@ -10,6 +10,7 @@ import pytest
 
 from kioskd.call.states import State
 from tests.integration.conftest import running_kiosk
+from tests.support.screen_probe import ScreenProbe
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(60)]
 pygame = pytest.importorskip("pygame")
@@ -23,7 +24,7 @@ def dummy_video(monkeypatch):
 async def test_gpio_call_button_dials_the_contact(relay, alice, mock_pins):
     async with running_kiosk(relay.url, "display.mode=window", "call.contact=alice",
                              "input.gpio_call_pin=17") as kiosk:
-        await kiosk.screen.wait_for_screen("idle")
+        await ScreenProbe(kiosk.screen).wait_for_screen("idle")
         mock_pins.pin(17).drive_low()  # the button pulls the pin to ground
         mock_pins.pin(17).drive_high()
         offer = await alice.answer_incoming()
@@ -33,15 +34,16 @@ async def test_gpio_call_button_dials_the_contact(relay, alice, mock_pins):
 
 async def test_tap_on_answer_in_manual_mode_answers_then_keys_mute_and_hang_up(relay, alice):
     async with running_kiosk(relay.url, "display.mode=window", "answer.mode=manual") as kiosk:
+        probe = ScreenProbe(kiosk.screen)
         await alice.call("kiosk")
         await kiosk.wait_for_state(State.RINGING)
-        await kiosk.screen.wait_for_screen("incoming")
-        answer = next(b for b in kiosk.screen.layout().buttons if b.command == "answer")
+        await probe.wait_for_screen("incoming")
+        answer = next(b for b in probe.layout().buttons if b.command == "answer")
         pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=answer.center,
                                              button=1, touch=False))
         await alice.receive_answer()
         await kiosk.wait_for_state(State.CONNECTED)
-        await kiosk.screen.wait_for_screen("in_call")
+        await probe.wait_for_screen("in_call")
 
         pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_m, mod=0,
                                              unicode="m", scancode=0))
@@ -52,7 +54,7 @@ async def test_tap_on_answer_in_manual_mode_answers_then_keys_mute_and_hang_up(r
         ended = await alice.expect("webrtc:call-end")
         assert ended["reason"] == "hangup"
         await kiosk.wait_for_state(State.IDLE)
-        await kiosk.screen.wait_for_screen("outcome")  # "Call ended", then idle again
+        await probe.wait_for_screen("outcome")  # "Call ended", then idle again
 
 
 async def test_a_slow_connection_shows_the_connecting_screen(relay, alice):
@@ -60,7 +62,8 @@ async def test_a_slow_connection_shows_the_connecting_screen(relay, alice):
     # a connection that takes longer must still show it. Without the caller's candidates,
     # this one never completes.
     async with running_kiosk(relay.url, "display.mode=window") as kiosk:
-        await kiosk.screen.wait_for_screen("idle")
+        probe = ScreenProbe(kiosk.screen)
+        await probe.wait_for_screen("idle")
         await alice.call("kiosk", trickle=False)
         await kiosk.wait_for_state(State.CONNECTING)
-        await kiosk.screen.wait_for_screen("connecting")
+        await probe.wait_for_screen("connecting")

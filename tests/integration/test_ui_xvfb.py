@@ -11,9 +11,9 @@ numbers to test-artifacts/screens/xvfb/timings.json, next to the screenshots.
 from __future__ import annotations
 
 import asyncio
-import os
 import contextlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -24,10 +24,10 @@ import pygame
 import pytest
 
 from kioskd.media.synthetic import SyntheticCamera, TestPattern
-from kioskd.ui import KioskScreen, View, make_video_sink
-from kioskd.ui import screens
+from kioskd.ui import KioskScreen, View, make_video_sink, painting
 from kioskd.ui import view as v
-from kioskd.ui.screen import SCALING
+from kioskd.ui.video import SCALING
+from tests.support.screen_probe import ScreenProbe
 from tests.support.xvfb import running_xvfb
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screens" / "xvfb"
@@ -101,25 +101,27 @@ async def test_fullscreen_kiosk_on_x(on_x, monkeypatch):
     timings: dict[str, object] = {}
     monkeypatch.setenv("SDL_FRAMEBUFFER_ACCELERATION", "")  # restored to unset afterwards
     monkeypatch.delenv("SDL_FRAMEBUFFER_ACCELERATION")
-    screen = KioskScreen("fullscreen", preview_corner="bottom-right", on_command=commands.put_nowait)
+    screen = KioskScreen("fullscreen", preview_corner="bottom-right",
+                         on_command=commands.put_nowait)
+    probe = ScreenProbe(screen)
     started = time.monotonic()
     await screen.start()
     try:
         # On X the screen draws through X's shared-memory image, not an OpenGL texture.
         assert os.environ.get("SDL_FRAMEBUFFER_ACCELERATION") == "0"
         screen.update(View(**ONLINE))
-        await screen.wait_for_draw()
-        await screen.wait_for_screen(v.IDLE, timeout=3)
-        idle_s = screen.first_screen_at[v.IDLE] - started
+        await probe.wait_for_draw()
+        await probe.wait_for_screen(v.IDLE, timeout=3)
+        idle_s = screen.stats()["first_screen_at"][v.IDLE] - started
         timings["start_to_idle_s"] = round(idle_s, 3)
         assert screen.screen_size == SIZE  # the whole X screen, not a 1024x768 guess
         assert idle_s < 3.0
 
         # What X shows is exactly what was drawn, and the idle screen has its texts.
         shown = read_xwd(fb)
-        drawn = await screen.snapshot()
+        drawn = await probe.snapshot()
         assert np.array_equal(shown, drawn)
-        layout = screen.layout()
+        layout = probe.layout()
         for region in ("kiosk_name", "status", "clock", "date"):
             assert lit_share(shown, layout.regions[region]) > 0.04, region
         save_png(shown, ARTIFACTS / "idle.png")
@@ -144,16 +146,16 @@ async def test_fullscreen_kiosk_on_x(on_x, monkeypatch):
                                           "it and restart kioskd", **ONLINE)),
         ]:
             screen.update(view)
-            await screen.wait_for_draw()
+            await probe.wait_for_draw()
             shown = read_xwd(fb)
             assert shown.max() > 100, name
-            title = screen.layout().regions.get("peer_name") or screen.layout().regions["title"]
+            title = probe.layout().regions.get("peer_name") or probe.layout().regions["title"]
             assert lit_share(shown, title) > 0.04, name
             save_png(shown, ARTIFACTS / f"{name}.png")
 
         # The call connects; its first frame arrives: on screen within 1 s.
         screen.update(View(state="connecting", peer_name="Alice", **ONLINE))
-        await screen.wait_for_screen(v.CONNECTING)
+        await probe.wait_for_screen(v.CONNECTING)
         preview = TestPattern(320, 240).render(1, 1, 0)
         screen.show_preview(preview)
         connected_at = time.monotonic()
@@ -161,14 +163,14 @@ async def test_fullscreen_kiosk_on_x(on_x, monkeypatch):
                            **ONLINE))
         frame = TestPattern(640, 480).render(0, 0, 0)
         screen.show_remote(frame)
-        await screen.wait_for_rendered(1, timeout=1)
-        video_s = screen.first_rendered_at - connected_at
+        await probe.wait_for_rendered(1, timeout=1)
+        video_s = screen.stats()["first_rendered_at"] - connected_at
         timings["connected_to_first_frame_s"] = round(video_s, 4)
         assert video_s < 1.0
-        await screen.wait_for_draw()  # the preview may have come one pass later
+        await probe.wait_for_draw()  # the preview may have come one pass later
 
         shown = read_xwd(fb)
-        layout = screen.layout()
+        layout = probe.layout()
         x, y, w, h = layout.regions["video"]
         assert (x, y, w, h) == (160, 0, 960, 720)  # 4:3 letterboxed in 16:9
         expected = np.zeros_like(shown)
@@ -179,7 +181,7 @@ async def test_fullscreen_kiosk_on_x(on_x, monkeypatch):
         assert diff.mean() < 1.0 and np.percentile(diff, 99.9) <= 6
         px, py, pw, ph = layout.regions["pip"]
         # Bottom-right as configured (lifted above the buttons while they show).
-        assert (px, py, pw, ph) == screens.pip_rect(SIZE, (320, 240), "bottom-right", True)
+        assert (px, py, pw, ph) == painting.pip_rect(SIZE, (320, 240), "bottom-right", True)
         assert px + pw / 2 > SIZE[0] / 2 and py + ph / 2 > SIZE[1] / 2
         mirrored = preview.reformat(width=pw, height=ph, format="rgb24",
                                     interpolation=SCALING).to_ndarray()[:, ::-1]
@@ -192,9 +194,9 @@ async def test_fullscreen_kiosk_on_x(on_x, monkeypatch):
         sink.add_track(camera)
         await sink.start()
         try:
-            await sink.wait_for_rendered(10, timeout=5)  # settle
+            await probe.wait_for_rendered(10, timeout=5, sink=sink)  # settle
             first, t0 = screen.rendered_frames, time.monotonic()
-            await sink.wait_for_rendered(10 + 45, timeout=5)
+            await probe.wait_for_rendered(10 + 45, timeout=5, sink=sink)
             fps = (screen.rendered_frames - first) / (time.monotonic() - t0)
         finally:
             camera.stop()

@@ -16,6 +16,7 @@ import pytest
 from kioskd.ui import KioskScreen, View
 from kioskd.ui import input as inp
 from kioskd.ui import view as v
+from tests.support.screen_probe import ScreenProbe
 
 ONLINE = dict(kiosk_name="Lobby kiosk", online=True, signaling_status="online",
               contact_name="Reception")
@@ -99,10 +100,15 @@ async def kiosk(dummy_video):
     await screen.stop()
 
 
-async def showing(screen: KioskScreen, view: View, name: str) -> None:
-    screen.update(view)
-    await screen.wait_for_draw()  # a draw of this view, not of the one before
-    await screen.wait_for_screen(name)
+@pytest.fixture
+def probe(kiosk):
+    return ScreenProbe(kiosk)
+
+
+async def showing(probe: ScreenProbe, view: View, name: str) -> None:
+    probe.screen.update(view)
+    await probe.wait_for_draw()  # a draw of this view, not of the one before
+    await probe.wait_for_screen(name)
 
 
 def post_key(key: int) -> None:
@@ -115,34 +121,34 @@ def post_click(pos: tuple[int, int], touch: bool = False) -> None:
                                          touch=touch))
 
 
-async def test_keys_posted_to_pygame_give_commands(kiosk):
+async def test_keys_posted_to_pygame_give_commands(kiosk, probe):
     commands = kiosk.commands
-    await showing(kiosk, View(state="ringing", peer_name="Alice", **ONLINE), v.INCOMING)
+    await showing(probe, View(state="ringing", peer_name="Alice", **ONLINE), v.INCOMING)
     post_key(pygame.K_a)
     assert await commands.next() == "answer"
     post_key(pygame.K_d)
     assert await commands.next() == "decline"
-    await showing(kiosk, View(state="connected", peer_name="Alice", **ONLINE), v.IN_CALL)
+    await showing(probe, View(state="connected", peer_name="Alice", **ONLINE), v.IN_CALL)
     for key, command in [(pygame.K_m, "mute_mic"), (pygame.K_v, "camera_off"),
                          (pygame.K_h, "hangup"), (pygame.K_ESCAPE, "hangup")]:
         post_key(key)
         assert await commands.next() == command
     post_key(pygame.K_c)  # no second call from inside a call
     await commands.none()
-    await showing(kiosk, View(**ONLINE), v.IDLE)
+    await showing(probe, View(**ONLINE), v.IDLE)
     post_key(pygame.K_c)
     assert await commands.next() == "call"
     post_key(pygame.K_SPACE)
     assert await commands.next() == "call"
     assert commands.threads == {threading.get_ident()}  # on the loop, not the render thread
-    assert kiosk.commands_sent == 8
+    assert kiosk.stats()["commands_sent"] == 8
 
 
-async def test_clicking_answer_in_manual_mode_answers(kiosk):
+async def test_clicking_answer_in_manual_mode_answers(kiosk, probe):
     commands = kiosk.commands
-    await showing(kiosk, View(state="ringing", peer_name="Alice", answer_mode="manual",
+    await showing(probe, View(state="ringing", peer_name="Alice", answer_mode="manual",
                               **ONLINE), v.INCOMING)
-    buttons = {b.command: b for b in kiosk.layout().buttons}
+    buttons = {b.command: b for b in probe.layout().buttons}
     assert set(buttons) == {"answer", "decline"}
     post_click((10, 10))  # nothing there
     await commands.none()
@@ -158,31 +164,31 @@ async def test_clicking_answer_in_manual_mode_answers(kiosk):
     assert await commands.next() == "decline"
 
 
-async def test_touching_the_call_button_calls(kiosk):
-    await showing(kiosk, View(**ONLINE), v.IDLE)
-    (button,) = kiosk.layout().buttons
+async def test_touching_the_call_button_calls(kiosk, probe):
+    await showing(probe, View(**ONLINE), v.IDLE)
+    (button,) = probe.layout().buttons
     post_click(button.center)
     assert await kiosk.commands.next() == "call"
 
 
-async def test_in_call_buttons_hide_and_a_tap_brings_them_back(kiosk, monkeypatch):
+async def test_in_call_buttons_hide_and_a_tap_brings_them_back(kiosk, probe, monkeypatch):
     from kioskd.media.synthetic import TestPattern
-    from kioskd.ui import screen as screen_module
+    from kioskd.ui import interaction
 
     commands = kiosk.commands
-    monkeypatch.setattr(screen_module, "CONTROLS_S", 0.3)
-    await showing(kiosk, View(state="connected", peer_name="Alice", **ONLINE), v.IN_CALL)
+    monkeypatch.setattr(interaction, "CONTROLS_S", 0.3)
+    await showing(probe, View(state="connected", peer_name="Alice", **ONLINE), v.IN_CALL)
     kiosk.show_remote(TestPattern(640, 480).render(0, 0, 0))
-    await kiosk.wait_for_rendered(1)
-    hangup = next(b for b in kiosk.layout().buttons if b.command == "hangup")
+    await probe.wait_for_rendered(1)
+    hangup = next(b for b in probe.layout().buttons if b.command == "hangup")
     deadline = time.monotonic() + 3
-    while kiosk.layout().buttons and time.monotonic() < deadline:
-        await kiosk.wait_for_draw()
-    assert kiosk.layout().buttons == []  # hidden over the picture
+    while probe.layout().buttons and time.monotonic() < deadline:
+        await probe.wait_for_draw()
+    assert probe.layout().buttons == []  # hidden over the picture
     post_click(hangup.center)  # the first tap only shows them
     await commands.none()
-    await kiosk.wait_for_draw()
-    assert any(b.command == "hangup" for b in kiosk.layout().buttons)
+    await probe.wait_for_draw()
+    assert any(b.command == "hangup" for b in probe.layout().buttons)
     post_click(hangup.center)
     assert await commands.next() == "hangup"
 
@@ -190,18 +196,19 @@ async def test_in_call_buttons_hide_and_a_tap_brings_them_back(kiosk, monkeypatc
 async def test_a_sleeping_display_wakes_on_a_touch_without_pressing(dummy_video):
     commands = Commands()
     kiosk = KioskScreen("window", *SIZE, sleep_after_s=0.2, on_command=commands)
+    probe = ScreenProbe(kiosk)
     await kiosk.start()
     try:
-        await showing(kiosk, View(**ONLINE), v.IDLE)
-        (button,) = kiosk.layout().buttons
-        await kiosk.wait_for_screen(v.BLANK, timeout=3)
+        await showing(probe, View(**ONLINE), v.IDLE)
+        (button,) = probe.layout().buttons
+        await probe.wait_for_screen(v.BLANK, timeout=3)
         post_click(button.center)  # nobody could see what was under the finger
-        await kiosk.wait_for_screen(v.IDLE)
+        await probe.wait_for_screen(v.IDLE)
         await commands.none(0.1)
-        await kiosk.wait_for_screen(v.BLANK, timeout=3)
+        await probe.wait_for_screen(v.BLANK, timeout=3)
         post_key(pygame.K_c)  # a labelled key (or GPIO button) wakes and acts
         assert await commands.next() == "call"
-        await kiosk.wait_for_screen(v.IDLE)
+        await probe.wait_for_screen(v.IDLE)
     finally:
         await kiosk.stop()
 
@@ -219,25 +226,26 @@ async def test_gpio_call_button_calls(dummy_video, mock_pins):
     commands = Commands()
     kiosk = KioskScreen("window", 640, 360, on_command=commands,
                         gpio_pins={"answer": 17, "hangup": 27, "call": 22})
+    probe = ScreenProbe(kiosk)
     await kiosk.start()
     try:
-        assert kiosk.gpio_error is None
-        await showing(kiosk, View(**ONLINE), v.IDLE)
+        assert kiosk.stats()["gpio_error"] is None
+        await showing(probe, View(**ONLINE), v.IDLE)
         press(mock_pins, 22)
         assert await commands.next() == "call"
         press(mock_pins, 17)  # answer: nothing rings
         await commands.none()
-        await showing(kiosk, View(state="ringing", peer_name="Alice", **ONLINE), v.INCOMING)
+        await showing(probe, View(state="ringing", peer_name="Alice", **ONLINE), v.INCOMING)
         press(mock_pins, 17)
         assert await commands.next() == "answer"
-        await showing(kiosk, View(state="connected", peer_name="Alice", **ONLINE), v.IN_CALL)
+        await showing(probe, View(state="connected", peer_name="Alice", **ONLINE), v.IN_CALL)
         press(mock_pins, 27)
         assert await commands.next() == "hangup"
         assert commands.threads == {threading.get_ident()}
-        assert kiosk._gpio.presses == 4
+        assert kiosk._interaction.gpio.presses == 4
     finally:
         await kiosk.stop()
-    assert kiosk._gpio is None
+    assert kiosk._interaction.gpio is None
     mock_pins.pin(22).drive_low()  # closed: no more presses
     await commands.none(0.1)
 
@@ -246,13 +254,14 @@ async def test_gpio_press_wakes_the_display(dummy_video, mock_pins):
     commands = Commands()
     kiosk = KioskScreen("window", 640, 360, sleep_after_s=0.2, on_command=commands,
                         gpio_pins={"call": 22, "answer": -1})
+    probe = ScreenProbe(kiosk)
     await kiosk.start()
     try:
-        await showing(kiosk, View(**ONLINE), v.IDLE)
-        await kiosk.wait_for_screen(v.BLANK, timeout=3)
+        await showing(probe, View(**ONLINE), v.IDLE)
+        await probe.wait_for_screen(v.BLANK, timeout=3)
         press(mock_pins, 22)
         assert await commands.next() == "call"
-        await kiosk.wait_for_screen(v.IDLE)
+        await probe.wait_for_screen(v.IDLE)
     finally:
         await kiosk.stop()
 
@@ -272,9 +281,10 @@ def test_gpio_pin_checks():
 
 async def test_a_bad_gpio_pin_leaves_the_screen_working(dummy_video, mock_pins):
     kiosk = KioskScreen("window", 320, 240, gpio_pins={"call": 99})
+    probe = ScreenProbe(kiosk)
     await kiosk.start()
     try:
-        assert "not a BCM pin" in kiosk.gpio_error
-        await kiosk.wait_for_screen(v.IDLE)
+        assert "not a BCM pin" in kiosk.stats()["gpio_error"]
+        await probe.wait_for_screen(v.IDLE)
     finally:
         await kiosk.stop()

@@ -15,11 +15,13 @@ import numpy as np
 import pygame
 import pytest
 
-from kioskd.ui.screen import SCALING, letterbox, software_framebuffer
 from kioskd.media.synthetic import SyntheticCamera, SyntheticTone, TestPattern
-from kioskd.ui import KioskScreen, View, make_video_sink
-from kioskd.ui import screens
+from kioskd.ui import KioskScreen, View, make_video_sink, painting, presentation
 from kioskd.ui import view as v
+from kioskd.ui.display import software_framebuffer
+from kioskd.ui.screen import CORNERS
+from kioskd.ui.video import SCALING, letterbox
+from tests.support.screen_probe import ScreenProbe
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screens" / "dummy"
 SIZE = (1280, 720)
@@ -98,12 +100,12 @@ def test_texts_and_numbers():
 @pytest.fixture
 def theme():
     pygame.font.init()  # a stopped KioskScreen quits fonts: init per test (idempotent)
-    return screens.Theme(SIZE)
+    return painting.Theme(SIZE)
 
 
 def draw_offscreen(theme, name, view, now=100.0, **ctx):
     surface = pygame.Surface(SIZE)
-    drawn = screens.draw(name, screens.Ctx(surface, theme, view, now, **ctx))
+    drawn = painting.draw(name, painting.Ctx(surface, theme, view, now, **ctx))
     return drawn, np.ascontiguousarray(pygame.surfarray.array3d(surface).transpose(1, 0, 2))
 
 
@@ -216,21 +218,21 @@ def test_media_warnings_are_amber_pills_beside_mic_off(theme, name, call_type):
     assert second[0] + second[2] <= SIZE[0] and first[1] == mic_off[1]
     for x, y, w, h in (first, second):
         corner = pixels[y + h // 2, x + 2]  # the pill's edge, beside its text
-        assert tuple(corner) == screens.AMBER
+        assert tuple(corner) == presentation.AMBER
         assert lit_share(pixels, (x, y, w, h)) > 0.5
     plain, _ = draw_offscreen(theme, name, View(state="connected", call_type=call_type))
     assert not any(r.startswith("media_warning") for r in plain.regions)
 
 
-@pytest.mark.parametrize("corner", screens.CORNERS)
+@pytest.mark.parametrize("corner", CORNERS)
 def test_pip_rect_sits_in_its_corner(corner):
-    x, y, w, h = screens.pip_rect(SIZE, (640, 480), corner)
+    x, y, w, h = painting.pip_rect(SIZE, (640, 480), corner)
     assert w == round(SIZE[0] * 0.22) & ~1 and abs(w / h - 4 / 3) < 0.02
     assert (x < SIZE[0] / 2) == corner.endswith("left")
     assert (y < SIZE[1] / 2) == corner.startswith("top")
     assert min(x, y, SIZE[0] - x - w, SIZE[1] - y - h) == round(SIZE[1] * 0.04)  # the margin
-    lifted = screens.pip_rect(SIZE, (640, 480), corner, controls=True)
-    assert lifted[1] + lifted[3] < SIZE[1] * screens.CONTROLS_TOP
+    lifted = painting.pip_rect(SIZE, (640, 480), corner, controls=True)
+    assert lifted[1] + lifted[3] < SIZE[1] * painting.CONTROLS_TOP
 
 
 # -- the render thread under the dummy driver -------------------------------------------------
@@ -278,37 +280,39 @@ def assert_same_picture(actual, expected, mask):
     assert np.percentile(diff, 99.9) <= 6
 
 
-async def show_call(screen, frame, **view):
+async def show_call(probe, frame, **view):
+    screen = probe.screen
     screen.update(View(state="connected", peer_name="Alice", connected_since=time.monotonic(),
                        **ONLINE, **view))
     rendered = screen.rendered_frames
     screen.show_remote(frame)
-    await screen.wait_for_rendered(rendered + 1, timeout=5)
-    return await screen.snapshot()
+    await probe.wait_for_rendered(rendered + 1, timeout=5)
+    return await probe.snapshot()
 
 
 @pytest.fixture(params=["direct", "blit"])
 async def video_screen(request, dummy_video, monkeypatch):
     """A screen that copies the picture straight into the display's pixels, or blits RGB
     (what a display with another pixel layout gets)."""
-    from kioskd.ui import screen as screen_module
+    from kioskd.ui import renderer
 
     if request.param == "blit":
-        monkeypatch.setattr(screen_module, "direct_video_ok", lambda surface: False)
+        monkeypatch.setattr(renderer, "direct_video_ok", lambda surface: False)
     kiosk = KioskScreen("window", *SIZE, preview_corner="top-right")
     await kiosk.start()
     yield kiosk
     await kiosk.stop()
-    assert kiosk.video_path == request.param
+    assert kiosk.stats()["video_path"] == request.param
 
 
 @pytest.mark.parametrize("source", [(640, 480), (1280, 720), (320, 240)])
 async def test_remote_picture_fills_its_letterbox(video_screen, source):
     screen = video_screen
+    probe = ScreenProbe(screen)
     frame = TestPattern(*source).render(7, 7, 0)
-    shot = await show_call(screen, frame)
+    shot = await show_call(probe, frame)
     expected, rect = expected_picture(frame)
-    layout = screen.layout()
+    layout = probe.layout()
     assert layout.name == v.IN_CALL and layout.regions["video"] == rect
     assert_same_picture(shot, expected, overlay_mask(layout, shot.shape))
     x, y, w, h = rect
@@ -318,58 +322,61 @@ async def test_remote_picture_fills_its_letterbox(video_screen, source):
         assert not shot[:, x + w:][mask[:, x + w:]].any()
         row = SIZE[1] // 2
         assert shot[row, x].max() > 60 and shot[row, x + w - 1].max() > 60
-    await screen.save_screenshot(
-        ARTIFACTS / f"in_call_{source[0]}x{source[1]}_{screen.video_path}.png")
+    await probe.save_screenshot(
+        ARTIFACTS / f"in_call_{source[0]}x{source[1]}_{screen.stats()['video_path']}.png")
 
 
 def overlap(a, b):
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
-@pytest.mark.parametrize("corner", screens.CORNERS)
+@pytest.mark.parametrize("corner", CORNERS)
 async def test_preview_is_in_the_configured_corner(dummy_video, corner):
     kiosk = KioskScreen("window", *SIZE, preview_corner=corner)
+    probe = ScreenProbe(kiosk)
     await kiosk.start()
     try:
         preview = TestPattern(320, 240).render(3, 3, 0)
         kiosk.show_preview(preview)
-        shot = await show_call(kiosk, TestPattern(640, 480).render(0, 0, 0))
-        if "pip" not in kiosk.layout().regions:  # the preview came after the first frame
-            await kiosk.wait_for_draw()
-            shot = await kiosk.snapshot()
-        layout = kiosk.layout()
+        shot = await show_call(probe, TestPattern(640, 480).render(0, 0, 0))
+        if "pip" not in probe.layout().regions:  # the preview came after the first frame
+            await probe.wait_for_draw()
+            shot = await probe.snapshot()
+        layout = probe.layout()
         rect = layout.regions["pip"]
         # The buttons show for the first seconds of a call: a bottom preview sits above them.
-        assert rect == screens.pip_rect(SIZE, (320, 240), corner, controls=True)
+        assert rect == painting.pip_rect(SIZE, (320, 240), corner, controls=True)
         assert layout.buttons and not any(overlap(rect, b.rect) for b in layout.buttons)
         x, y, w, h = rect
         reference = preview.reformat(width=w, height=h, format="rgb24").to_ndarray()[:, ::-1]
         diff = np.abs(shot[y:y + h, x:x + w].astype(np.int16) - reference)
         assert diff.mean() < 1.0  # the mirrored camera picture, exactly there
         if corner == "top-left":  # the status moves out of its way
-            assert kiosk.layout().regions["status"][0] > SIZE[0] / 2
-        await kiosk.save_screenshot(ARTIFACTS / f"pip_{corner}.png")
+            assert probe.layout().regions["status"][0] > SIZE[0] / 2
+        await probe.save_screenshot(ARTIFACTS / f"pip_{corner}.png")
     finally:
         await kiosk.stop()
 
 
 async def test_preview_off_and_camera_off(dummy_video):
     kiosk = KioskScreen("window", *SIZE, preview=False)
+    probe = ScreenProbe(kiosk)
     await kiosk.start()
     try:
         kiosk.show_preview(TestPattern(320, 240).render(0, 0, 0))
-        await show_call(kiosk, TestPattern(640, 480).render(0, 0, 0))
-        assert "pip" not in kiosk.layout().regions
-        assert kiosk.preview_frames == 0
-        await show_call(kiosk, TestPattern(640, 480).render(1, 1, 0), camera_off=True,
+        await show_call(probe, TestPattern(640, 480).render(0, 0, 0))
+        assert "pip" not in probe.layout().regions
+        assert kiosk.stats()["preview_frames"] == 0
+        await show_call(probe, TestPattern(640, 480).render(1, 1, 0), camera_off=True,
                         mic_muted=True)
-        regions = kiosk.layout().regions
+        regions = probe.layout().regions
         assert {"pip", "pip_label", "camera_off", "mic_off"} <= set(regions)
     finally:
         await kiosk.stop()
 
 
 async def test_every_screen_renders_and_is_kept_as_a_screenshot(screen, monkeypatch):
+    probe = ScreenProbe(screen)
     monkeypatch.setattr(v, "OFFLINE_GRACE_S", 0.0)  # the offline screen at once
     now = time.monotonic()
     for example, (name, view) in EXAMPLES.items():
@@ -379,34 +386,36 @@ async def test_every_screen_renders_and_is_kept_as_a_screenshot(screen, monkeypa
                        "auto_answer_at": now + 3 if view.auto_answer_at else None,
                        "connected_since": now - 75 if view.connected_since else None})
         screen.update(view)
-        await screen.wait_for_screen(name, timeout=5)
-        await screen.wait_for_draw()
-        shot = await screen.snapshot()
+        await probe.wait_for_screen(name, timeout=5)
+        await probe.wait_for_draw()
+        shot = await probe.snapshot()
         assert shot.shape == (SIZE[1], SIZE[0], 3) and shot.max() > 100
-        await screen.save_screenshot(ARTIFACTS / f"{example}.png")
+        await probe.save_screenshot(ARTIFACTS / f"{example}.png")
     assert (ARTIFACTS / "idle.png").stat().st_size > 1000
 
 
 async def test_a_new_call_does_not_flash_the_last_picture(screen):
-    await show_call(screen, TestPattern(640, 480).render(0, 0, 0))
+    probe = ScreenProbe(screen)
+    await show_call(probe, TestPattern(640, 480).render(0, 0, 0))
     screen.update(View(state="idle", **ONLINE))
-    await screen.wait_for_screen(v.IDLE)
+    await probe.wait_for_screen(v.IDLE)
     screen.update(View(state="connected", peer_name="Bob", **ONLINE))
-    await screen.wait_for_screen(v.IN_CALL)
-    assert "video" not in screen.layout().regions
-    assert "waiting" in screen.layout().regions
+    await probe.wait_for_screen(v.IN_CALL)
+    assert "video" not in probe.layout().regions
+    assert "waiting" in probe.layout().regions
 
 
 async def test_a_frame_that_comes_while_connecting_shows_once_connected(screen):
+    probe = ScreenProbe(screen)
     screen.update(View(state="connecting", peer_name="Alice", **ONLINE))
-    await screen.wait_for_screen(v.CONNECTING)
+    await probe.wait_for_screen(v.CONNECTING)
     screen.show_remote(TestPattern(640, 480).render(0, 0, 0))
-    await screen.wait_for_draw()
+    await probe.wait_for_draw()
     assert screen.rendered_frames == 0
     connected_at = time.monotonic()
     screen.update(View(state="connected", peer_name="Alice", **ONLINE))
-    await screen.wait_for_rendered(1, timeout=1)
-    assert screen.first_rendered_at - connected_at < 1.0
+    await probe.wait_for_rendered(1, timeout=1)
+    assert screen.stats()["first_rendered_at"] - connected_at < 1.0
 
 
 async def loop_lag_monitor(lags: list[float], stop: asyncio.Event) -> None:
@@ -417,6 +426,7 @@ async def loop_lag_monitor(lags: list[float], stop: asyncio.Event) -> None:
 
 
 async def test_video_sink_renders_a_stream_without_blocking_the_loop(screen):
+    probe = ScreenProbe(screen)
     camera, tone = SyntheticCamera(640, 480, fps=30), SyntheticTone()
     sink = make_video_sink(screen)
     sink.add_track(camera)
@@ -428,7 +438,7 @@ async def test_video_sink_renders_a_stream_without_blocking_the_loop(screen):
     monitor = asyncio.create_task(loop_lag_monitor(lags, stop))
     await sink.start()
     try:
-        await sink.wait_for_rendered(15, timeout=5)
+        await probe.wait_for_rendered(15, timeout=5, sink=sink)
     finally:
         stop.set()
         await monitor
@@ -440,13 +450,14 @@ async def test_video_sink_renders_a_stream_without_blocking_the_loop(screen):
     assert stats["first_rendered_at"] >= stats["first_video_at"]
     assert stats["render_cost_ms_p50"] > 0
     assert screen.stats()["fps"] > 15
-    assert screen._pushed_level[0] is not None  # the meter's level came from the sink
+    assert screen._slots.audio_level[0] is not None  # the meter's level came from the sink
     assert max(lags) < 0.05
 
 
 async def test_the_render_thread_sleeps_between_frames(screen):
     # The call's clock is due to tick while the video flows: the frames redraw it, and the
     # thread must not wake over and over in between.
+    probe = ScreenProbe(screen)
     camera = SyntheticCamera(320, 240, fps=24)
     sink = make_video_sink(screen)
     sink.add_track(camera)
@@ -454,9 +465,9 @@ async def test_the_render_thread_sleeps_between_frames(screen):
                        connected_since=time.monotonic() - 0.9, **ONLINE))
     await sink.start()
     try:
-        await sink.wait_for_rendered(2, timeout=5)
+        await probe.wait_for_rendered(2, timeout=5, sink=sink)
         passes = screen.stats()["render_passes"]
-        await sink.wait_for_rendered(2 + 36, timeout=5)  # 1.5 s, across a tick of the clock
+        await probe.wait_for_rendered(2 + 36, timeout=5, sink=sink)  # 1.5 s, over a clock tick
         passes = screen.stats()["render_passes"] - passes
     finally:
         camera.stop()
@@ -471,32 +482,34 @@ async def test_slow_screen_keeps_only_the_newest_frame(dummy_video):
     for frame in frames:
         kiosk.show_remote(frame)  # not started yet: nothing takes them
     assert kiosk.dropped_frames == 2
+    probe = ScreenProbe(kiosk)
     await kiosk.start()
     try:
         kiosk.update(View(state="connected", peer_name="Alice", **ONLINE))
-        await kiosk.wait_for_rendered(1)
-        shot = await kiosk.snapshot()
+        await probe.wait_for_rendered(1)
+        shot = await probe.snapshot()
         assert kiosk.rendered_frames == 1
         expected, _ = expected_picture(frames[2])
-        assert_same_picture(shot, expected, overlay_mask(kiosk.layout(), shot.shape))
+        assert_same_picture(shot, expected, overlay_mask(probe.layout(), shot.shape))
     finally:
         await kiosk.stop()
 
 
 async def test_display_sleeps_when_idle_and_a_call_wakes_it(dummy_video):
     kiosk = KioskScreen("window", 640, 360, sleep_after_s=0.3)
+    probe = ScreenProbe(kiosk)
     await kiosk.start()
     try:
         kiosk.update(View(**ONLINE))
-        await kiosk.wait_for_screen(v.IDLE)
-        await kiosk.wait_for_screen(v.BLANK, timeout=3)
-        assert kiosk.blanked
-        assert not (await kiosk.snapshot()).any()  # all black
+        await probe.wait_for_screen(v.IDLE)
+        await probe.wait_for_screen(v.BLANK, timeout=3)
+        assert kiosk.stats()["blanked"]
+        assert not (await probe.snapshot()).any()  # all black
         kiosk.update(View(state="ringing", peer_name="Alice", **ONLINE))
-        await kiosk.wait_for_screen(v.INCOMING, timeout=1)
-        assert not kiosk.blanked
+        await probe.wait_for_screen(v.INCOMING, timeout=1)
+        assert not kiosk.stats()["blanked"]
         await asyncio.sleep(0.5)  # longer than sleep_after_s: a call never sleeps
-        assert kiosk.current_screen == v.INCOMING
+        assert kiosk.stats()["screen"] == v.INCOMING
     finally:
         await kiosk.stop()
 
@@ -505,12 +518,13 @@ async def test_backlight_follows_sleep(dummy_video, tmp_path):
     bl_power = tmp_path / "bl_power"
     bl_power.write_text("0")
     kiosk = KioskScreen("window", 640, 360, sleep_after_s=0.2, backlight=str(bl_power))
+    probe = ScreenProbe(kiosk)
     await kiosk.start()
     try:
-        await kiosk.wait_for_screen(v.BLANK, timeout=3)
+        await probe.wait_for_screen(v.BLANK, timeout=3)
         assert bl_power.read_text() == "4"
         kiosk.update(View(state="ringing", peer_name="A", **ONLINE))
-        await kiosk.wait_for_screen(v.INCOMING)
+        await probe.wait_for_screen(v.INCOMING)
         assert bl_power.read_text() == "0"
     finally:
         await kiosk.stop()
@@ -526,7 +540,7 @@ async def test_from_config_and_bad_arguments(dummy_video):
     kiosk = KioskScreen.from_config(config, on_command=print, width=320, height=240)
     assert (kiosk.preview, kiosk.preview_corner, kiosk.sleep_after_s) == (False, "top-left", 60)
     await kiosk.start()
-    assert kiosk.screen_size == (320, 240) and kiosk.gpio_error is None
+    assert kiosk.screen_size == (320, 240) and kiosk.stats()["gpio_error"] is None
     await kiosk.stop()
     with pytest.raises(ValueError, match="corner"):
         KioskScreen("window", preview_corner="middle")
@@ -535,7 +549,7 @@ async def test_from_config_and_bad_arguments(dummy_video):
 
 
 async def test_a_display_that_cannot_open_says_so(monkeypatch):
-    from kioskd.ui.screen import DisplayError
+    from kioskd.ui.display import DisplayError
 
     monkeypatch.setenv("SDL_VIDEODRIVER", "no-such-driver")
     kiosk = KioskScreen("window")
@@ -545,29 +559,30 @@ async def test_a_display_that_cannot_open_says_so(monkeypatch):
 
 
 async def test_a_drawing_bug_is_survived_and_a_dead_screen_says_so(dummy_video, monkeypatch):
-    from kioskd.ui import screen as screen_module
+    from kioskd.ui import display
 
     kiosk = KioskScreen("window", 320, 240)
+    probe = ScreenProbe(kiosk)
     await kiosk.start()
     try:
-        await kiosk.wait_for_screen(v.IDLE)
-        real, calls = screens.DRAW[v.INCOMING], []
+        await probe.wait_for_screen(v.IDLE)
+        real, calls = painting.DRAW[v.INCOMING], []
 
-        def flaky(ctx):
+        def flaky(ctx, shown):
             calls.append(ctx.now)
             if len(calls) == 1:
                 raise RuntimeError("a bug in one pass")
-            return real(ctx)
+            return real(ctx, shown)
 
-        monkeypatch.setitem(screens.DRAW, v.INCOMING, flaky)
+        monkeypatch.setitem(painting.DRAW, v.INCOMING, flaky)
         kiosk.update(View(state="ringing", peer_name="Alice"))
-        await kiosk.wait_for_screen(v.INCOMING)  # drawn on the next pass
+        await probe.wait_for_screen(v.INCOMING)  # drawn on the next pass
 
-        def broken(ctx):
+        def broken(ctx, shown):
             raise RuntimeError("a bug in every pass")
 
-        monkeypatch.setattr(screen_module, "MAX_FAILED_PASSES", 3)
-        monkeypatch.setitem(screens.DRAW, v.OUTCOME, broken)
+        monkeypatch.setattr(display, "MAX_FAILED_PASSES", 3)
+        monkeypatch.setitem(painting.DRAW, v.OUTCOME, broken)
         kiosk.update(View(state="ending"))
         with pytest.raises(RuntimeError, match="screen thread failed"):
             await asyncio.wait_for(kiosk.wait_closed(), 5)
@@ -605,3 +620,45 @@ def test_only_x11_draws_without_an_opengl_texture():
     assert software_framebuffer("x11")
     for driver in ("KMSDRM", "kmsdrm", "wayland", "dummy", "offscreen"):
         assert not software_framebuffer(driver)
+
+
+# -- the hook for tests and benchmarks, and the self-test's wait ------------------------------
+
+
+async def test_an_observer_sees_each_pass_until_it_is_done(screen):
+    loop = asyncio.get_running_loop()
+    seen: list[str | None] = []
+    failures: list[str] = []
+    done = loop.create_future()
+
+    def observer(report) -> bool:
+        seen.append(report.screen)
+        if len(seen) == 3:
+            loop.call_soon_threadsafe(done.set_result, None)
+            return True
+        return False
+
+    def failing(report) -> bool:
+        failures.append(report.screen)
+        raise RuntimeError("a broken observer")
+
+    screen.observe(failing)
+    screen.observe(observer)
+    await asyncio.wait_for(done, 5)
+    probe = ScreenProbe(screen)
+    for _ in range(3):  # more passes, and draws: neither is called again
+        await probe.wait_for_draw()
+    assert seen == [v.IDLE] * 3 and len(failures) == 1
+
+
+async def test_the_first_screen_shown_is_idle(screen):
+    assert await asyncio.wait_for(screen.wait_shown(), 5) == v.IDLE
+    assert v.IDLE in screen.stats()["first_screen_at"]
+
+
+async def test_the_selftest_sees_the_idle_screen(dummy_video):
+    from kioskd.config import load_config
+    from kioskd.selftest import _display
+
+    config = load_config(None, ["display.mode=window"])
+    assert await _display(config) == "window: idle screen shown at 1280x720"

@@ -2,8 +2,8 @@
 
 Each button is wired between its GPIO pin (BCM numbering) and ground; the pin's internal
 pull-up holds it high, so pressed reads low. gpiozero debounces in software and calls back
-from its own thread: `on_press` must hand the command on (KioskScreen posts it to the asyncio
-loop with call_soon_threadsafe), never touch app state itself.
+from its own thread: `on_press` must hand the command on (KioskScreen.press puts it in a slot
+for the render thread, which posts it to the asyncio loop), never touch app state itself.
 
 Only this module imports gpiozero, and only when a pin is configured, so a kiosk without
 buttons (or a laptop) never needs it. Tests pass gpiozero's MockFactory as `pin_factory`.
@@ -12,7 +12,8 @@ buttons (or a laptop) never needs it. Tests pass gpiozero's MockFactory as `pin_
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,8 @@
 A command is one of the strings in COMMANDS; the app maps them to call events (answer,
 decline, hang up, place a call) and to toggles (mute_mic, camera_off). The tables and
 `command_for_key`, `hit`, `allowed` are pure; `translate` turns a pygame event into an
-`Input` and runs in the render thread, which owns SDL.
+`Input` and runs in the render thread, which owns SDL (pygame is imported there, so this
+module imports without SDL).
 
 Keys (also in docs/screen.md):
 
@@ -13,12 +14,10 @@ Keys (also in docs/screen.md):
 
 from __future__ import annotations
 
-import os
+import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
-
-os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-import pygame  # noqa: E402  (the render thread imports this module, never the app's loop)
+from typing import Any
 
 ANSWER, DECLINE, HANGUP, CALL, MUTE_MIC, CAMERA_OFF = (
     "answer", "decline", "hangup", "call", "mute_mic", "camera_off")
@@ -56,12 +55,18 @@ KEY_COMMANDS: dict[str, str] = {
 }
 PRIMARY_KEYS = frozenset({"return", "enter", "space"})
 
-# pygame key codes -> the names above (not pygame.key.name: its names vary by SDL version).
-_KEY_NAMES: dict[int, str] = {
-    pygame.K_a: "a", pygame.K_d: "d", pygame.K_h: "h", pygame.K_c: "c", pygame.K_m: "m",
-    pygame.K_v: "v", pygame.K_ESCAPE: "escape", pygame.K_RETURN: "return",
-    pygame.K_KP_ENTER: "enter", pygame.K_SPACE: "space",
-}
+
+@functools.cache
+def _key_names() -> dict[int, str]:
+    """pygame key codes -> the names above (not pygame.key.name: its names vary by SDL
+    version)."""
+    import pygame
+
+    return {
+        pygame.K_a: "a", pygame.K_d: "d", pygame.K_h: "h", pygame.K_c: "c", pygame.K_m: "m",
+        pygame.K_v: "v", pygame.K_ESCAPE: "escape", pygame.K_RETURN: "return",
+        pygame.K_KP_ENTER: "enter", pygame.K_SPACE: "space",
+    }
 
 
 @dataclass(frozen=True)
@@ -119,8 +124,10 @@ def translate(event: Any, screen_size: tuple[int, int]) -> Input | None:
     SDL also reports a touch as a synthetic mouse event (with `touch` set); that copy is
     dropped so one tap is one press. Finger positions come normalised to 0..1.
     """
+    import pygame
+
     if event.type == pygame.KEYDOWN:
-        name = _KEY_NAMES.get(event.key)
+        name = _key_names().get(event.key)
         return Input("key", key=name) if name else Input("key", key="")
     if event.type == pygame.MOUSEBUTTONDOWN:
         if getattr(event, "touch", False) or event.button != 1:

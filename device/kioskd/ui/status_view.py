@@ -8,8 +8,8 @@ problems map (media/problems.py), so the unit tests need neither SDL nor an even
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from ..call.events import Call
 from ..config import Config

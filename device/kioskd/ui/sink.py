@@ -1,0 +1,87 @@
+"""One call's remote tracks, drained and measured, with the video shown on the kiosk screen.
+
+The sink is made per call (`make_video_sink`); the screen lives on. It counts the frames the
+screen drew since the call's sink started, and hands the caller's audio level to the screen's
+audio-call meter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+import av
+
+from ..media.measure import MeasuringSink, percentiles
+from .screen import KioskScreen
+
+
+class ScreenSink(MeasuringSink):
+    """One call's remote tracks: drained and measured, the video shown on the kiosk screen.
+
+    Use it per call; the screen itself lives on. The caller's audio
+    level goes to the audio-call meter ten times a second.
+    """
+
+    LEVEL_INTERVAL_S = 0.1
+
+    def __init__(self, screen: KioskScreen) -> None:
+        super().__init__(on_video_frame=screen.show_remote)
+        self.screen = screen
+        self._rendered_base = screen.rendered_frames
+        self._started_at: float | None = None
+        self._first_rendered_at: float | None = None
+        self._level_pushed_at = 0.0
+
+    async def start(self) -> None:
+        if self._started_at is None:
+            self._started_at = time.monotonic()
+            self._rendered_base = self.screen.rendered_frames
+        await super().start()
+
+    @property
+    def rendered_frames(self) -> int:
+        """Remote frames the screen drew since this sink started."""
+        return self.screen.rendered_frames - self._rendered_base
+
+    def _on_video(self, frame: av.VideoFrame) -> None:
+        super()._on_video(frame)
+        self._note_first_rendered()
+
+    def _note_first_rendered(self) -> None:
+        # Kept here: the screen forgets it when the call ends, before the app reads stats().
+        first = self.screen.call_first_rendered_at
+        if (self._first_rendered_at is None and first is not None
+                and self._started_at is not None and first >= self._started_at):
+            self._first_rendered_at = first
+
+    def _on_audio(self, frame: av.AudioFrame) -> None:
+        super()._on_audio(frame)
+        now = time.monotonic()
+        if now - self._level_pushed_at >= self.LEVEL_INTERVAL_S:
+            self._level_pushed_at = now
+            self.screen.show_audio_level(self.audio_level_dbfs())
+
+    def stats(self) -> dict[str, Any]:
+        stats = super().stats()
+        self._note_first_rendered()
+        screen = self.screen.stats()
+        stats.update(
+            rendered_frames=self.rendered_frames,
+            first_rendered_at=self._first_rendered_at,
+            render_fps=screen["fps"],
+            render_cost_ms_p50=screen["render_cost_ms_p50"],
+            render_cost_ms_p95=screen["render_cost_ms_p95"],
+            **percentiles("screen_latency_ms", list(self.screen_latencies_ms)),
+        )
+        return stats
+
+    @property
+    def screen_latencies_ms(self) -> deque[int]:
+        return self.screen.screen_latencies_ms
+
+
+def make_video_sink(screen: KioskScreen) -> ScreenSink:
+    """A sink for one call whose video goes to `screen` (see ScreenSink)."""
+    return ScreenSink(screen)
