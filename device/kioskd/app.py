@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from . import protocol
 from .call import events as ev
@@ -73,7 +74,8 @@ class KioskApp:
                             self.status_keeper, self.health]
 
     @property
-    def screen(self):  # the kiosk's screen (ui.KioskScreen), None when headless
+    def screen(self) -> Any:
+        """The kiosk's screen (ui.KioskScreen); None when headless."""
         return self.screen_service.screen
 
     async def run(self) -> None:
@@ -92,7 +94,7 @@ class KioskApp:
     def _changed(self) -> None:
         self.status_keeper.changed()
 
-    def _preview(self, frame) -> None:
+    def _preview(self, frame: Any) -> None:
         if self.screen is not None:
             self.screen.show_preview(frame)
 
@@ -130,7 +132,7 @@ class KioskApp:
         else:
             log.warning("unknown screen command %r", command)
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         return self.status_keeper.status()
 
     async def wait_for_state(self, state: State, timeout: float = 10.0) -> None:

@@ -404,3 +404,9 @@ async def test_the_demos_help_needs_nothing_installed():
         "assert not heavy, heavy\n"
         "kioskd.demo.main()"))
     assert code == 0 and "--display" in out
+
+
+async def test_demo_sh_help_installs_nothing():
+    code, out, err = await _run(str(ROOT / "scripts" / "demo.sh"), "--help")
+    assert code == 0 and "--display" in out
+    assert "setup:" not in out + err  # scripts/setup.sh did not run

@@ -103,6 +103,15 @@ def test_second_caller_gets_busy_and_call_goes_on():
     assert m.state is CD and m.call.peer == "alice"
 
 
+def test_a_busy_reject_carries_no_call_id_the_caller_never_sent():
+    # PROTOCOL.md: a message without callId belongs to the caller's current call; one with an
+    # id it never made could be dropped as a late message of another call.
+    m = machine()
+    answered_call(m)
+    effects = m.handle(offer("bob"), 1)
+    assert sent(effects) == [p.CallReject("bob", "busy", call_id=None)]
+
+
 def test_reoffer_from_same_peer_replaces_connection_without_ringing():
     m = machine(mode="manual")
     m.handle(offer(), 0)

@@ -18,8 +18,9 @@ from dataclasses import dataclass, replace
 
 from .. import protocol
 from ..policy.answer import Action, AnswerPolicy
-from ..protocol import IceCandidate, SessionDescription
+from ..protocol import SessionDescription
 from . import events as ev
+from .candidates import PendingCandidates
 from .states import State, Trigger, next_state
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,6 @@ PEER_CLOSED = "peer closed"
 PEER_CLOSED_WAIT_S = 1.0
 
 HISTORY_LENGTH = 64
-
-# Browsers trickle a dozen candidates at most; more is a flood, not a call.
-MAX_PENDING_CANDIDATES = 64
 
 
 @dataclass(frozen=True)
@@ -70,8 +68,7 @@ class CallMachine:
         # The recent states, for tests and status; bounded: a kiosk runs for months.
         self.history: deque[State] = deque([State.IDLE], maxlen=HISTORY_LENGTH)
         self._offer: SessionDescription | None = None  # kept while ringing
-        self._pending: list[IceCandidate] = []  # candidates before we have a connection
-        self._early: list[protocol.Candidate] = []  # candidates that overtook their offer
+        self._candidates = PendingCandidates()
         self._sent_to_peer = False  # have we said anything about this call to the peer yet?
 
     # -- the one place where state changes ---------------------------------------------------
@@ -127,20 +124,18 @@ class CallMachine:
         effects.append(ev.Release(call))
         effects.append(ev.Finished(call, outcome, reason, ended_at=now))
         self._offer = None
-        self._pending = []
+        self._candidates.clear()
         self._set_state(Trigger.END)
         return effects
 
     def _accept(self, now: float, offer: SessionDescription) -> list[ev.Effect]:
         assert self.call is not None
         self.call = replace(self.call, attempt=self.call.attempt + 1)
-        candidates, self._pending = tuple(self._pending), []
+        candidates = self._candidates.take()
         self._offer = None
         return [
-            ev.CancelTimer(RING, self.call.id),
-            ev.CancelTimer(ANSWER_DELAY, self.call.id),
-            ev.CancelTimer(GRACE, self.call.id),
-            ev.CancelTimer(PEER_CLOSED, self.call.id),
+            *(ev.CancelTimer(name, self.call.id)
+              for name in (RING, ANSWER_DELAY, GRACE, PEER_CLOSED)),
             ev.AcceptOffer(self.call, offer, candidates),
             ev.StartTimer(CONNECT, self.timeouts.connect_s, self.call.id),
         ]
@@ -159,7 +154,7 @@ class CallMachine:
             # A new callId from the same peer is adopted (it may have missed our call-end).
             self.call = replace(call, id=offer.call_id or call.id, call_type=offer.call_type)
             if offer.call_id and offer.call_id != call.id:
-                self._pending = []  # they belonged to the replaced offer
+                self._candidates.clear()  # they belonged to the replaced offer
             if self.state is State.RINGING:
                 self._offer = offer.description
                 self._set_state(Trigger.REOFFER)
@@ -167,32 +162,30 @@ class CallMachine:
             self._set_state(Trigger.REOFFER)
             return self._accept(now, offer.description)
         # Anyone else (or the same peer while we are calling or hanging up): busy.
-        refused = ev.Call(id=offer.call_id or self._new_id(), peer=offer.peer,
-                          direction="incoming", call_type=offer.call_type,
-                          peer_name=offer.peer_name, started_at=now)
         log.info("call %s: busy, rejecting offer from %s", call.id, offer.peer)
-        return [
-            ev.Send(protocol.CallReject(offer.peer, "busy", call_id=offer.call_id)),
-            ev.Finished(refused, "busy", "busy", ended_at=now),
-        ]
+        return self._refuse(offer, self._incoming_call(offer, now), "busy", "busy")
+
+    def _incoming_call(self, offer: protocol.Offer, now: float) -> ev.Call:
+        return ev.Call(id=offer.call_id or self._new_id(), peer=offer.peer,
+                       direction="incoming", call_type=offer.call_type,
+                       peer_name=offer.peer_name, started_at=now)
+
+    def _refuse(self, offer: protocol.Offer, call: ev.Call, outcome: str,
+                reason: str) -> list[ev.Effect]:
+        """An offer that never becomes the current call: reject it (with the offer's own
+        callId, or none) and log it."""
+        return [ev.Send(protocol.CallReject(offer.peer, reason, call_id=offer.call_id)),
+                ev.Finished(call, outcome, reason, ended_at=call.started_at)]
 
     def _incoming(self, offer: protocol.Offer, now: float) -> list[ev.Effect]:
         decision = self.policy.decide(offer.peer)
-        call = ev.Call(id=offer.call_id or self._new_id(), peer=offer.peer, direction="incoming",
-                       call_type=offer.call_type, peer_name=offer.peer_name, started_at=now)
+        call = self._incoming_call(offer, now)
         if decision.action is Action.REFUSE:
             log.info("call %s: %s is not on the allow list, refusing", call.id, offer.peer)
-            return [
-                ev.Send(protocol.CallReject(offer.peer, "policy", call_id=offer.call_id)),
-                ev.Finished(call, "refused", "policy", ended_at=now),
-            ]
+            return self._refuse(offer, call, "refused", "policy")
         self.call = call
         self._sent_to_peer = False
-        # Keep only the early candidates of this call (or of no call in particular).
-        self._pending = [c.candidate for c in self._early
-                         if protocol.same_peer(c.peer, offer.peer)
-                         and (c.call_id is None or c.call_id == call.id)]
-        self._early = []
+        self._candidates.adopt(offer.peer, call.id)
         if decision.action is Action.ANSWER:
             self._set_state(Trigger.INCOMING_ANSWER)
             return self._accept(now, offer.description)
@@ -208,7 +201,7 @@ class CallMachine:
             return []  # aiortc would stop accepting all later candidates: ignore, as allowed
         if self.state is State.IDLE:
             # Trickled candidates may overtake their offer: keep a few, briefly.
-            self._early = (self._early + [message])[-MAX_PENDING_CANDIDATES:]
+            self._candidates.early(message)
             return []
         if not self._is_current(message):
             return self._drop(message, "not from the current call")
@@ -216,8 +209,7 @@ class CallMachine:
             return self._drop(message, "call is ending")
         self._set_state(Trigger.CANDIDATE)
         if self.state is State.RINGING:
-            if len(self._pending) < MAX_PENDING_CANDIDATES:
-                self._pending.append(message.candidate)
+            self._candidates.hold(message.candidate)
             return []
         assert self.call is not None
         return [ev.AddCandidate(self.call, message.candidate)]
@@ -236,24 +228,24 @@ class CallMachine:
         ]
 
     def _on_CallEnd(self, message: protocol.CallEnd, now: float) -> list[ev.Effect]:
-        if self.state in (State.IDLE, State.ENDING) or not self._is_current(message):
-            return self._drop(message, "not from the current call")
         outcome = {
             State.RINGING: "missed",
             State.CALLING: "declined",
         }.get(self.state, "answered" if self._was_connected() else "failed")
-        return self._end(now, outcome, message.reason or "hangup")
+        return self._ended_by_peer(message, now, outcome, message.reason or "hangup")
 
     def _on_CallReject(self, message: protocol.CallReject, now: float) -> list[ev.Effect]:
-        if self.state in (State.IDLE, State.ENDING) or not self._is_current(message):
-            return self._drop(message, "not from the current call")
         outcome = "busy" if message.reason == "busy" else "declined"
-        return self._end(now, outcome, message.reason or "declined")
+        return self._ended_by_peer(message, now, outcome, message.reason or "declined")
 
     def _on_CallTimeout(self, message: protocol.CallTimeout, now: float) -> list[ev.Effect]:
+        return self._ended_by_peer(message, now, "missed", "timeout")
+
+    def _ended_by_peer(self, message: protocol.PeerMessage, now: float, outcome: str,
+                       reason: str) -> list[ev.Effect]:
         if self.state in (State.IDLE, State.ENDING) or not self._is_current(message):
             return self._drop(message, "not from the current call")
-        return self._end(now, "missed", "timeout")
+        return self._end(now, outcome, reason)
 
     def _on_ServerError(self, message: protocol.ServerError, now: float) -> list[ev.Effect]:
         call = self.call
@@ -301,7 +293,7 @@ class CallMachine:
                             call_type=event.call_type, peer_name=event.peer_name,
                             attempt=1, started_at=now)
         self._sent_to_peer = False
-        self._early = []
+        self._candidates.clear(early=True)
         self._set_state(Trigger.PLACE_CALL)
         return [ev.CreateOffer(self.call), ev.StartTimer(RING, self.timeouts.ring_s, self.call.id)]
 

@@ -185,6 +185,8 @@ class SignalingClient:
         self.connected.clear()
         if sio is not None:
             await self._close(sio)
-        if waiting is not None:  # ends with the disconnect
-            await asyncio.wait([waiting], timeout=2)
+        if waiting is not None:
+            # Disconnected now: what is left of wait() is python-socketio's 1 s pause for a
+            # reconnect that will not come.
             waiting.cancel()
+            await asyncio.gather(waiting, return_exceptions=True)
