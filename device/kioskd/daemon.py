@@ -26,8 +26,14 @@ async def run_daemon(config: Config, token: str, overrides: Sequence[str] = ()) 
     main = asyncio.current_task()
     assert main is not None
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        # Once: a second Ctrl-C must not cut short the hang-up and the call log's closing.
+        if not main.cancelling():
+            main.cancel()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, main.cancel)
+        loop.add_signal_handler(sig, stop)
     loop.add_signal_handler(signal.SIGHUP, app.reload)
     log.info("kioskd %r starting: answer mode %s, signaling %s",
              config.kiosk.name, config.answer.mode, config.signaling.url)

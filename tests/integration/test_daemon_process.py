@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -291,37 +294,55 @@ async def test_selftest_passes_on_synthetic_media_and_names_what_fails(relay, tm
     assert "ok   camera" in out
 
 
-async def _start_kiosk(relay_url: str, tmp_path: Path, socket: Path, *extra: str):
-    token_file = tmp_path / "token"
+async def _start_kiosk(relay_url: str, folder: Path, socket: Path, *extra: str):
+    folder.mkdir(exist_ok=True)
+    token_file = folder / "token"
     token_file.write_text("kiosk-secret\n")
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kioskd", "--set", f"signaling.url={relay_url}",
         "--set", f"signaling.token_file={token_file}", "--set", f"control.socket={socket}",
-        "--set", f"calllog.path={tmp_path / 'calls.sqlite3'}", "--set", "video.width=320",
+        "--set", f"calllog.path={folder / 'calls.sqlite3'}", "--set", "video.width=320",
         "--set", "video.height=240", *extra, stderr=asyncio.subprocess.PIPE)
+
+
+@contextlib.asynccontextmanager
+async def kioskd_process(relay_url: str, folder: Path, socket: Path, *extra: str,
+                         wait_for: Sequence[str] = ()) -> AsyncIterator[Any]:
+    """A kioskd connected to the relay (after the lines `wait_for`); killed if a test fails.
+    Its log is read on (`process.log`, a future of the rest) so the pipe never fills."""
+    process = await _start_kiosk(relay_url, folder, socket, *extra)
+    try:
+        for line in [*wait_for, "connected to signaling server"]:
+            await _wait_for_line(process.stderr, line)
+        process.log = asyncio.ensure_future(process.stderr.read())
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def _stop(process: Any, sig: int | None = signal.SIGTERM) -> str:
+    """Stop it as systemd (or Ctrl-C) does (None: it has been told); exit code 0; the rest of
+    its log."""
+    if sig is not None:
+        process.send_signal(sig)
+    assert await asyncio.wait_for(process.wait(), 10) == 0
+    return (await process.log).decode()
 
 
 @pytest.mark.netns
 @pytest.mark.timeout(60)
 async def test_a_second_kioskd_refuses_to_start_and_leaves_the_first_one_alone(relay, tmp_path):
     socket = tmp_path / "control.sock"
-    first = await _start_kiosk(relay.url, tmp_path, socket)
-    try:
-        await _wait_for_line(first.stderr, "connected to signaling server")
-        drain = asyncio.ensure_future(first.stderr.read())
-        second = await _start_kiosk(relay.url, tmp_path / "..", socket)
+    async with kioskd_process(relay.url, tmp_path / "first", socket) as first:
+        second = await _start_kiosk(relay.url, tmp_path / "second", socket)
         _, err = await asyncio.wait_for(second.communicate(), 30)
         assert second.returncode == 1
         assert f"another kioskd is running: it answers on {socket}" in err.decode()
         code, out, _ = await _run(KIOSKCTL, "--set", f"control.socket={socket}", "status")
         assert code == 0 and "idle, signaling online" in out  # the first one, still there
-        first.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(first.wait(), 10) == 0
-        await drain
-    finally:
-        if first.returncode is None:
-            first.kill()
-            await first.wait()
+        await _stop(first)
 
 
 @pytest.mark.netns
@@ -332,43 +353,33 @@ async def test_a_stale_control_socket_is_taken_over(relay, tmp_path):
     stale = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
     stale.bind(str(path))  # bound, never listening, then gone: as after kill -9
     stale.close()
-    daemon = await _start_kiosk(relay.url, tmp_path, path)
-    try:
-        await _wait_for_line(daemon.stderr, f"removing the stale control socket {path}")
-        await _wait_for_line(daemon.stderr, "connected to signaling server")
-        drain = asyncio.ensure_future(daemon.stderr.read())
+    async with kioskd_process(relay.url, tmp_path, path, wait_for=[
+            f"removing the stale control socket {path}"]) as daemon:
         code, _, _ = await _run(KIOSKCTL, "--set", f"control.socket={path}", "status")
         assert code == 0
-        daemon.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(daemon.wait(), 10) == 0
-        assert "ERROR" not in (await drain).decode()  # a clean stop
-    finally:
-        if daemon.returncode is None:
-            daemon.kill()
-            await daemon.wait()
+        assert "ERROR" not in await _stop(daemon)  # a clean stop
 
 
 @pytest.mark.netns
 @pytest.mark.timeout(60)
 async def test_ctrl_c_in_a_call_hangs_up_before_the_kiosk_leaves(relay, tmp_path):
-    daemon = await _start_kiosk(relay.url, tmp_path, tmp_path / "control.sock")
     caller = ScriptedCaller(relay.url, "alice-secret")
     try:
-        await _wait_for_line(daemon.stderr, "connected to signaling server")
-        drain = asyncio.ensure_future(daemon.stderr.read())
-        await caller.connect()
-        await caller.call("kiosk")
-        await caller.receive_answer()
-        await asyncio.wait_for(caller.connected.wait(), 10)
-        daemon.send_signal(signal.SIGINT)
-        ended = await caller.expect("webrtc:call-end", timeout=10)
-        assert ended["from"] == "kiosk" and ended["reason"] == "hangup"
-        assert await asyncio.wait_for(daemon.wait(), 10) == 0
-        await drain
+        async with kioskd_process(relay.url, tmp_path, tmp_path / "control.sock") as daemon:
+            await caller.connect()
+            await caller.call("kiosk")
+            await caller.receive_answer()
+            await asyncio.wait_for(caller.connected.wait(), 10)
+            daemon.send_signal(signal.SIGINT)
+            ended = await caller.expect("webrtc:call-end", timeout=10)
+            assert ended["from"] == "kiosk" and ended["reason"] == "hangup"
+            daemon.send_signal(signal.SIGINT)  # an impatient second Ctrl-C changes nothing
+            assert "ERROR" not in await _stop(daemon, None)
+        # The call log was closed with the call in it, not left "in progress" (interrupted).
+        from kioskd.calllog import CallLog
+        [call] = CallLog(tmp_path / "calls.sqlite3").recent()
+        assert (call["outcome"], call["reason"]) == ("answered", "hangup")
     finally:
-        if daemon.returncode is None:
-            daemon.kill()
-            await daemon.wait()
         await caller.close()
 
 
