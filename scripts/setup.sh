@@ -52,6 +52,12 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
   fi
 fi
+# pygame-ce replaced pygame (the same `import pygame`): two of them in one venv overwrite each
+# other's files, so both go and pygame-ce comes back whole.
+if .venv/bin/pip show -q pygame >/dev/null 2>&1; then
+  echo "setup: replacing pygame with pygame-ce"
+  .venv/bin/pip uninstall -q -y pygame pygame-ce
+fi
 extras=""
 [ "$with_tests" = 1 ] && extras="[test,alsa,relay-redis]"
 echo "setup: installing Python packages (pinned by constraints.txt)"
