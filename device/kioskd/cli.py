@@ -72,6 +72,12 @@ def _ctl_parser() -> argparse.ArgumentParser:
     check.add_argument("file", nargs="?", help="file to check (default: --config)")
     config_sub.add_parser("show", help="the merged configuration, secrets masked",
                           parents=[common])
+    provision = command("provision", "take kioskd.toml and token from the boot partition's "
+                                     "kioskd/ folder into /etc/kioskd (run at boot)")
+    provision.add_argument("--from", dest="boot", metavar="DIR",
+                           default="/boot/firmware/kioskd", help="the folder to take them from")
+    provision.add_argument("--etc", metavar="DIR", default="/etc/kioskd",
+                           help="the configuration folder")
     return parser
 
 
@@ -100,6 +106,8 @@ def ctl_main(argv: Sequence[str] | None = None) -> int:
         return ctl.config_show(config, overrides, as_json)
     if args.command == "selftest":
         return ctl.selftest(config, overrides, as_json)
+    if args.command == "provision":
+        return ctl.provision(args.boot, args.etc)
     return ctl.control(args.command, _request_fields(args), config, overrides, as_json)
 
 

@@ -189,3 +189,16 @@ def selftest(given: str | None, overrides: Sequence[str], as_json: bool) -> int:
     report = asyncio.run(run_selftest(config))
     print(json.dumps(report, indent=2) if as_json else summary(report))
     return 0 if report["ok"] else 1
+
+
+def provision(boot: str, etc: str) -> int:
+    from .provision import provision as take
+
+    result = take(Path(boot), Path(etc))
+    for problem in result.problems:
+        print(f"kioskctl provision: {problem}", file=sys.stderr)
+    if result.changed:
+        print(f"provisioned from {boot}: " + ", ".join(
+            what for what, done in (("settings", result.settings), ("token", result.token))
+            if done))
+    return 1 if result.problems else 0

@@ -421,3 +421,36 @@ async def test_demo_sh_help_installs_nothing():
     code, out, err = await _run(str(ROOT / "scripts" / "demo.sh"), "--help")
     assert code == 0 and "--display" in out
     assert "setup:" not in out + err  # scripts/setup.sh did not run
+
+
+def _write_bytes(pid: int) -> int:
+    """Bytes the process has sent to storage (not to pipes or sockets): /proc/PID/io."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    raise AssertionError("no write_bytes in /proc/PID/io")
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(60)
+async def test_a_call_in_progress_writes_nothing_to_the_sd_card(relay, tmp_path):
+    # An SD card wears with every write: a call writes its call-log rows when it starts,
+    # connects and ends, and nothing per frame in between.
+    caller = ScriptedCaller(relay.url, "alice-secret")
+    try:
+        async with kioskd_process(relay.url, tmp_path, tmp_path / "control.sock") as daemon:
+            await caller.connect()
+            await caller.call("kiosk")
+            await caller.receive_answer()
+            await asyncio.wait_for(caller.connected.wait(), 10)
+            await caller.sink.wait_for_frames(video=5, audio=10, timeout=15)
+            code, _, _ = await _run(KIOSKCTL, "--set", f"control.socket={tmp_path}/control.sock",
+                                    "--json", "calls", "--limit", "1")  # the rows are written
+            assert code == 0
+            before = _write_bytes(daemon.pid)
+            frames = caller.sink.video_frames
+            await caller.sink.wait_for_frames(video=frames + 45, timeout=15)  # 3 s at 15 fps
+            assert _write_bytes(daemon.pid) - before == 0
+            await _stop(daemon)
+    finally:
+        await caller.close()
