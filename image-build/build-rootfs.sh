@@ -66,12 +66,15 @@ tar -c --exclude=.git --exclude=.venv --exclude=node_modules --exclude=__pycache
 
 echo "build-rootfs: Debian bookworm $arch in $dir (under emulation arm64 takes a while)"
 started=$(date +%s)
-# The host's CA bundle goes in for the build only: pip must trust whatever proxy this
-# machine reaches PyPI through, as the host does.
+# The install runs in a clean environment (nothing of the host's pip settings leaks in), with
+# the host's CA bundle for the build only: pip must trust whatever proxy this machine reaches
+# PyPI through, as the host does.
+install_env="env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8"
+install_env="$install_env PIP_CERT=/tmp/build-ca.crt SSL_CERT_FILE=/tmp/build-ca.crt"
 mmdebstrap --arch="$arch" --variant=apt --include="$packages" \
   --customize-hook="mkdir -p \"\$1/tmp/kioskd-src\" && tar -x -C \"\$1/tmp/kioskd-src\" -f $source_tar" \
   --customize-hook="cp /etc/ssl/certs/ca-certificates.crt \"\$1/tmp/build-ca.crt\"" \
-  --customize-hook="chroot \"\$1\" env PIP_CERT=/tmp/build-ca.crt /tmp/kioskd-src/image-build/install.sh --appliance --no-apt" \
+  --customize-hook="chroot \"\$1\" $install_env /tmp/kioskd-src/image-build/install.sh --appliance --no-apt" \
   --customize-hook="rm -rf \"\$1/tmp/kioskd-src\" \"\$1/tmp/build-ca.crt\"" \
   bookworm "$dir" "deb $mirror bookworm main" "deb ${mirror%/debian}/debian-security bookworm-security main"
 echo "build-rootfs: done in $(( $(date +%s) - started )) s: $dir"

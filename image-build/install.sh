@@ -45,8 +45,7 @@ running=0
 #    SDL's KMS/DRM driver loads (a console without X); on a Pi the camera library, which comes
 #    from the OS, not from PyPI.
 if [ "$use_apt" = 1 ]; then
-  packages=(python3 python3-venv python3-dev gcc libasound2-dev systemd ca-certificates
-            libdrm2 libgbm1 libegl1 libgles2)
+  read -r -a packages <<< "$(grep -v '^#' image-build/packages.txt | tr '\n' ' ')"
   apt-cache show python3-picamera2 >/dev/null 2>&1 && packages+=(python3-picamera2)
   echo "install: system packages: ${packages[*]}"
   apt-get update -q
@@ -61,7 +60,8 @@ source_copy=$(mktemp -d)
 trap 'rm -rf "$source_copy"' EXIT
 tar -c --exclude=.git --exclude=.venv --exclude=node_modules --exclude='*.egg-info' \
     pyproject.toml constraints.txt README.md device | tar -x -C "$source_copy"
-"$venv/bin/pip" install -q --disable-pip-version-check --no-cache-dir -c constraints.txt \
+"$venv/bin/pip" install -q --disable-pip-version-check --no-cache-dir --use-pep517 \
+    -c constraints.txt \
     "$source_copy[alsa]"
 # The service cannot write into /opt (ProtectSystem=strict): compile the bytecode now.
 "$venv/bin/python" -m compileall -q "$venv" >/dev/null || true

@@ -84,7 +84,8 @@ def test_kioskd_boots_provisioned_and_answers_a_call(booted):
     assert unit["Type"] == "notify" and unit["ActiveState"] == "active"
     assert unit["NRestarts"] == "0" and unit["User"] == "kioskd"
     assert unit["NoNewPrivileges"] == "yes" and unit["ProtectSystem"] == "strict"
-    assert "kioskd-token" in unit["LoadCredential"]
+    assert found["credentials"] == ["kioskd-token"]  # LoadCredential=, read by kioskd
+    assert found["token_file_setting"] == ""
 
     status = found["status_before"]["status"]
     assert status["kiosk"] == "Boot-test kiosk" and status["signaling"] == "online"

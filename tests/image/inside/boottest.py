@@ -51,11 +51,12 @@ async def call_the_kiosk() -> dict[str, Any]:
         answer = await caller.receive_answer(timeout=20)
         await asyncio.wait_for(caller.connected.wait(), 20)
         await caller.sink.wait_for_frames(video=10, audio=25, timeout=30)
+        received = {"video_frames": caller.sink.video_frames,
+                    "audio_frames": caller.sink.audio_frames,
+                    "stamps_decoded": caller.sink.stats()["stamps_decoded"]}
         during = kioskctl_json("status")
-        await caller.hangup()
-        return {"answered_by": answer.get("from"), "video_frames": caller.sink.video_frames,
-                "audio_frames": caller.sink.audio_frames,
-                "stamps_decoded": caller.sink.stats()["stamps_decoded"], "status": during}
+        await caller.hangup()  # (the caller starts a new sink for its next call)
+        return {"answered_by": answer.get("from"), **received, "status": during}
     finally:
         await caller.close()
 
@@ -77,8 +78,14 @@ def main() -> None:
         lambda: (kioskctl_json("status").get("status") or {}).get("state") == "idle", 20)
     results["calls"] = kioskctl_json("calls")
     results["unit"] = run("systemctl", "show", "kioskd", "-p", "ActiveState", "-p", "SubState",
-                          "-p", "Type", "-p", "NRestarts", "-p", "LoadCredential",
-                          "-p", "NoNewPrivileges", "-p", "ProtectSystem", "-p", "User")["out"]
+                          "-p", "Type", "-p", "NRestarts", "-p", "NoNewPrivileges",
+                          "-p", "ProtectSystem", "-p", "User")["out"]
+    # LoadCredential=: systemd's copy of the token, which kioskd reads (token_file is empty).
+    credentials = Path("/run/credentials/kioskd.service")
+    results["credentials"] = sorted(os.listdir(credentials)) if credentials.exists() else None
+    results["token_file_setting"] = (kioskctl_json("config", "show", "--config",
+                                                   "/etc/kioskd/kioskd.toml")
+                                     .get("signaling", {}).get("token_file"))
     results["provision_unit"] = run("systemctl", "show", "kioskd-provision", "-p", "Result",
                                     "-p", "ActiveState")["out"]
     token = Path("/etc/kioskd/token")
