@@ -4,10 +4,11 @@
 # arm64 is the Pi's architecture (run under qemu-user); amd64 boots natively under
 # systemd-nspawn (image-build/test.sh does both).
 #
-#   image-build/build-rootfs.sh [--arch arm64|amd64] [--mirror URL] DIR
+#   image-build/build-rootfs.sh [--arch arm64|amd64] [--mirror URL] [--kernel] DIR
 #
 #   --arch     arm64 (the default) or amd64
 #   --mirror   the Debian archive (default http://deb.debian.org/debian)
+#   --kernel   also Debian's kernel and initramfs, to boot it in a virtual machine
 #   DIR        where the root file system goes; it must not exist, or be empty
 #
 # Needs root, mmdebstrap, and for arm64 qemu-user-static with binfmt_misc (registered here if
@@ -17,11 +18,13 @@ cd "$(dirname "$0")/.."
 
 arch=arm64
 mirror=http://deb.debian.org/debian
+kernel=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --arch) arch=$2; shift 2 ;;
     --mirror) mirror=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --kernel) kernel=1; shift ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "build-rootfs: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) break ;;
   esac
@@ -58,6 +61,7 @@ fi
 packages=$(grep -v '^#' image-build/packages.txt | tr -s ' \n' ',' | sed 's/^,//; s/,$//')
 # What a booted system needs besides (a Pi OS image has them): init, D-Bus, udev, ip.
 packages="$packages,systemd-sysv,dbus,udev,iproute2"
+[ "$kernel" = 1 ] && packages="$packages,linux-image-$arch,initramfs-tools"
 source_tar=$(mktemp)
 trap 'rm -f "$source_tar"' EXIT
 tar -c --exclude=.git --exclude=.venv --exclude=node_modules --exclude=__pycache__ \

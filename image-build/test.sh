@@ -14,7 +14,7 @@
 #
 # --keep DIR keeps the root file systems in DIR/arm64 and DIR/amd64 (and reuses them next time);
 # by default they are built in a temporary folder and removed. Needs root and the network to
-# Debian's archive and PyPI. Takes about 20 minutes on two cores, most of it arm64 emulation.
+# Debian's archive and PyPI. Takes about 10 minutes on two cores, most of it arm64 emulation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
