@@ -61,7 +61,14 @@ fi
 packages=$(grep -v '^#' image-build/packages.txt | tr -s ' \n' ',' | sed 's/^,//; s/,$//')
 # What a booted system needs besides (a Pi OS image has them): init, D-Bus, udev, ip.
 packages="$packages,systemd-sysv,dbus,udev,iproute2"
-[ "$kernel" = 1 ] && packages="$packages,linux-image-$arch,initramfs-tools"
+kernel_hooks=()
+if [ "$kernel" = 1 ]; then
+  packages="$packages,linux-image-$arch,initramfs-tools"
+  # Set before the kernel's package builds its initramfs: only the test VM's disk modules.
+  kernel_hooks=(--setup-hook="mkdir -p \"\$1/etc/initramfs-tools/conf.d\" \"\$1/etc/initramfs-tools/hooks\"
+cp $PWD/image-build/vm/initramfs.conf \"\$1/etc/initramfs-tools/conf.d/kioskd-vm.conf\"
+cp $PWD/image-build/vm/initramfs-hook \"\$1/etc/initramfs-tools/hooks/kioskd-vm\"")
+fi
 source_tar=$(mktemp)
 trap 'rm -f "$source_tar"' EXIT
 tar -c --exclude=.git --exclude=.venv --exclude=node_modules --exclude=__pycache__ \
@@ -75,7 +82,7 @@ started=$(date +%s)
 # PyPI through, as the host does.
 install_env="env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8"
 install_env="$install_env PIP_CERT=/tmp/build-ca.crt SSL_CERT_FILE=/tmp/build-ca.crt"
-mmdebstrap --arch="$arch" --variant=apt --include="$packages" \
+mmdebstrap --arch="$arch" --variant=apt --include="$packages" "${kernel_hooks[@]}" \
   --customize-hook="mkdir -p \"\$1/tmp/kioskd-src\" && tar -x -C \"\$1/tmp/kioskd-src\" -f $source_tar" \
   --customize-hook="cp /etc/ssl/certs/ca-certificates.crt \"\$1/tmp/build-ca.crt\"" \
   --customize-hook="chroot \"\$1\" $install_env /tmp/kioskd-src/image-build/install.sh --appliance --no-apt" \

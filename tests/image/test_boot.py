@@ -125,6 +125,7 @@ def virtual_machine(tmp_path_factory) -> dict:
     # Read from the disk image without mounting it.
     done = subprocess.run(["debugfs", "-R", "cat /boottest-results/results.json", str(disk)],
                           capture_output=True, text=True)
+    disk.unlink()  # gigabytes
     return results_or_fail(done.stdout.strip(), log)
 
 
