@@ -112,6 +112,8 @@ def print_status(status: dict[str, Any]) -> None:
         print(f"  {call['direction']} {call['type']} call {call['call_id']} with {who}")
         if call["connected_for_s"] is not None:
             print(f"  connected for {call['connected_for_s']} s")
+        if call.get("reconnecting"):
+            print("  media path lost: reconnecting (call.disconnect_grace_s)")
         media = call["media"]  # the call's receiving counts (media.remote.RemoteMedia.counts)
         print(f"  received video: {media.get('video_frames')} frames, "
               f"audio: {media.get('audio_frames')} frames")

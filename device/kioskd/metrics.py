@@ -173,6 +173,9 @@ class KioskMetrics:
         self.frames_sent = r.counter("kioskd_frames_sent_total", "Video frames sent to callers.")
         self.packets_lost = r.counter("kioskd_packets_lost_total",
                                       "RTP packets lost, as reported by the remote side.")
+        self.media_lost = r.counter("kioskd_media_lost_total",
+                                    "Times a call's media path was lost (nothing from the peer "
+                                    "for call.media_timeout_s).")
         self.rtt = r.gauge("kioskd_call_rtt_seconds",
                            "Round-trip time of the call in progress (absent when idle).")
         self._last: tuple[str, dict[str, float]] | None = None  # (call id, counts seen so far)

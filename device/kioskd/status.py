@@ -117,7 +117,8 @@ class KioskStatus:
         return Snapshot(
             state=runner.machine.state.value, call=runner.machine.call,
             signaling_status=self.signaling.status, now=time.monotonic(), wall=time.time(),
-            problems=self.local.problems.snapshot(), mic_muted=self.local.off["audio"],
+            problems=self.local.problems.snapshot(), reconnecting=runner.reconnecting,
+            mic_muted=self.local.off["audio"],
             camera_off=self.local.off["video"], last_outcome=runner.last_outcome,
             ringing_since=runner.ringing_since)
 
@@ -143,6 +144,7 @@ class KioskStatus:
                 "connected_for_s": round(time.time() - call.connected_at, 1)
                 if call.connected_at else None,
                 "media": runner.media.counts() if runner.media is not None else {},
+                "reconnecting": runner.reconnecting,  # the media path is lost; grace runs
             },
             "mic_muted": self.local.off["audio"],
             "camera_off": self.local.off["video"],

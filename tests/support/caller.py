@@ -186,3 +186,26 @@ class ScriptedCaller:
     async def close(self) -> None:
         await self.close_pc()
         await self.sio.disconnect()
+
+
+class Silenced:
+    """While in effect, the caller's peer connection sends nothing at all (no RTP, RTCP or
+    STUN): its path to the far end looks dead from there, as when a link goes down. Its
+    sockets stay open and it keeps receiving, so the call can carry on afterwards."""
+
+    def __init__(self, caller: ScriptedCaller) -> None:
+        assert caller.pc is not None
+        self._transports = [protocol.transport
+                            for ice in caller.pc._RTCPeerConnection__iceTransports
+                            for protocol in ice._connection._protocols]
+        self._saved: list[Any] = []
+
+    def __enter__(self) -> Silenced:
+        for transport in self._transports:
+            self._saved.append(transport.sendto)
+            transport.sendto = lambda *args, **kwargs: None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for transport, sendto in zip(self._transports, self._saved, strict=True):
+            transport.sendto = sendto

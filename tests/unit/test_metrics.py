@@ -102,7 +102,8 @@ async def test_scrape_kiosk_metrics_over_http() -> None:
                 "kioskd_calls_total": "counter", "kioskd_call_setup_seconds": "histogram",
                 "kioskd_call_state": "gauge", "kioskd_signaling_reconnects_total": "counter",
                 "kioskd_frames_received_total": "counter", "kioskd_frames_sent_total": "counter",
-                "kioskd_packets_lost_total": "counter", "kioskd_call_rtt_seconds": "gauge"}
+                "kioskd_packets_lost_total": "counter", "kioskd_call_rtt_seconds": "gauge",
+                "kioskd_media_lost_total": "counter"}
 
             # A call: connected, media flowing, a re-offer restarts the counts, then it ends.
             metrics.state_changed("connected")

@@ -29,6 +29,15 @@ def test_a_connected_call_counts_from_its_connect_time():
     assert view.peer_name == "Alice" and view.connected_since == 90.0
 
 
+def test_a_lost_media_path_says_reconnecting_first():
+    call = Call("c1", "alice", "incoming", connected_at=990.0)
+    problems = {"audio.source": Problem("lost", "microphone lost mid-call: gone")}
+    view = build_view(snapshot(state="connected", call=call, reconnecting=True,
+                               problems=problems), CONFIG)
+    assert view.media_warnings == ("Reconnecting...", "Microphone lost")
+    assert build_view(snapshot(reconnecting=True), CONFIG).media_warnings == ()  # idle
+
+
 def test_problems_become_an_admin_error_and_in_call_warnings():
     problems = {"video.source": Problem("busy", "camera 0 is busy"),
                 "audio.source": Problem(FALLBACK, "refused 48 kHz; using the basics")}

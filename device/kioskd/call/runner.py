@@ -28,6 +28,7 @@ from ..metrics import KioskMetrics
 from ..policy.answer import AnswerPolicy
 from ..protocol import SessionDescription
 from ..rtc.session import MediaPlan, RtcError, RtcSession
+from ..rtc.watchdog import BACK, LOST
 from ..signaling.client import SignalingClient
 from ..tasks import TaskSet
 from ..ui.status_view import LastOutcome
@@ -89,7 +90,7 @@ class CallRunner:
         self._ice_servers = ice_servers_of(config)
         self._tasks = TaskSet("call runner")
         self._sends = TaskSet("signaling sends")
-        self._sampler: asyncio.Task[None] | None = None
+        self._session_tasks: list[asyncio.Task[None]] = []  # the stats sampler, the watchdog
         self._memory_trim: asyncio.TimerHandle | None = None
 
     def apply_config(self, config: Config) -> None:
@@ -197,20 +198,27 @@ class CallRunner:
             on_remote_track=media.add,
             video_codecs=self.config.rtc.video_codecs,
             ice_servers=self._ice_servers,
+            media_timeout_s=self.config.call.media_timeout_s,
         )
         session = RtcSession(
             call.id, plan,
             on_state=lambda state: self.post(ev.MediaState(call.id, call.attempt, state)))
         self.session, self.session_call, self.media = session, call, media
-        self._sampler = self._tasks.spawn(self._sample_rtc_stats(session, call, media),
-                                          name=f"call {call.id} stats")
+        self._session_tasks = [
+            self._tasks.spawn(self._sample_rtc_stats(session, call, media),
+                              name=f"call {call.id} stats"),
+            self._tasks.spawn(self._watch_media(session, call), name=f"call {call.id} watchdog"),
+        ]
         return session
+
+    def _stop_session_tasks(self) -> None:
+        for task in self._session_tasks:
+            task.cancel()
+        self._session_tasks = []
 
     def _close_session(self) -> None:
         """Close the current connection (and stop draining its media) in the background."""
-        if self._sampler is not None:
-            self._sampler.cancel()
-            self._sampler = None
+        self._stop_session_tasks()
         session, self.session, self.session_call = self.session, None, None
         if session is not None:
             self._tasks.spawn(session.close(), name=f"close {session.call_id}")
@@ -234,11 +242,32 @@ class CallRunner:
                 media.rtt_ms = round(max(rtts) * 1000, 1) if rtts else media.rtt_ms
             self.metrics.media(call.id, media.summary())
 
+    async def _watch_media(self, session: RtcSession, call: ev.Call) -> None:
+        """Tell the machine when the peer goes quiet (the path is lost) and when it is heard
+        again; aiortc itself would say nothing for ~30 s (rtc/watchdog.py)."""
+        watchdog = session.watchdog
+        while True:
+            await asyncio.sleep(watchdog.timeout_s / 4)  # a check interval, not a wait on work
+            change = watchdog.check()
+            if change == LOST:
+                log.warning("call %s: nothing from %s for %.1f s: the media path is lost",
+                            call.id, call.peer, watchdog.timeout_s)
+                self.metrics.media_lost.inc()
+                self.post(ev.MediaState(call.id, call.attempt, "disconnected"))
+            elif change == BACK:
+                log.info("call %s: media from %s again", call.id, call.peer)
+                self.post(ev.MediaState(call.id, call.attempt, "connected"))
+            if change is not None:
+                self._on_change()  # the screen and status say "reconnecting", or stop saying it
+
+    @property
+    def reconnecting(self) -> bool:
+        """The current call's media path is lost; its grace runs."""
+        return self.session is not None and self.session.watchdog.lost
+
     async def _release(self, call: ev.Call) -> None:
         self.timers.cancel_call(call.id)
-        if self._sampler is not None:
-            self._sampler.cancel()
-            self._sampler = None
+        self._stop_session_tasks()
         session, self.session, self.session_call = self.session, None, None
         if session is not None:
             await session.close()

@@ -478,6 +478,9 @@ class CallSection:
                                    "end an answered call whose media has not connected by then")
     disconnect_grace_s: float = key(3.0, Number(0, unit="seconds"),
                                     "wait this long for lost media to come back before hanging up")
+    media_timeout_s: float = key(2.0, Number(0, 60, lo_open=True, unit="seconds"),
+                                 "nothing from the caller (RTP or RTCP) this long: the media "
+                                 "path is lost, and the disconnect grace begins")
     contact: str = key("", Text(numbers_ok=True),
                        "user id the kiosk calls when asked to call out (kioskctl call, button)")
 

@@ -26,6 +26,7 @@ from aiortc.sdp import candidate_from_sdp
 from ..media.h264 import attach_sender, h264_preferences, is_pre_encoded
 from ..protocol import IceCandidate, SessionDescription
 from .jitter import release_frames_on_marker
+from .watchdog import MediaWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class MediaPlan:
     on_remote_track: Callable[[MediaStreamTrack], None]
     video_codecs: Sequence[str] = ("VP8", "H264")
     ice_servers: Sequence[RTCIceServer] = field(default_factory=list)
+    media_timeout_s: float = 2.0  # nothing from the peer this long: the path is lost
 
 
 def offered_kinds(sdp: str) -> list[str]:
@@ -95,6 +97,7 @@ class RtcSession:
         self._queued: list[IceCandidate] = []
         self._remote_set = False
         self._closed = False
+        self.watchdog = MediaWatchdog(plan.media_timeout_s)
         self._pc.on("connectionstatechange", self._state_changed)
         self._pc.on("track", plan.on_remote_track)
 
@@ -143,6 +146,7 @@ class RtcSession:
                 attach_sender(transceiver.sender, track)
             else:
                 transceiver = self._pc.addTransceiver(kind, direction="recvonly")
+            self.watchdog.listen(transceiver)
             if kind == "video":
                 release_frames_on_marker(transceiver.receiver)  # one frame interval sooner
                 preferences = h264_preferences() if track is not None and is_pre_encoded(track) \

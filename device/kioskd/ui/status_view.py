@@ -44,6 +44,7 @@ class Snapshot:
     now: float  # time.monotonic()
     wall: float  # time.time(), for the connected call's duration
     problems: Mapping[str, Problem] = field(default_factory=dict)
+    reconnecting: bool = False  # the call's media path is lost; the grace runs
     mic_muted: bool = False
     camera_off: bool = False
     last_outcome: LastOutcome | None = None  # shown while idle for a few seconds
@@ -108,5 +109,6 @@ def build_view(snapshot: Snapshot, config: Config) -> View:
         last_outcome_at=outcome.at if outcome else None,
         error=admin_error(s.signaling_status, s.problems),
         contact_name=config.call.contact,
-        media_warnings=media_warnings(call.call_type, s.problems) if call else (),
+        media_warnings=(("Reconnecting...",) if s.reconnecting and call else ())
+        + (media_warnings(call.call_type, s.problems) if call else ()),
     )
