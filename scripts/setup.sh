@@ -12,7 +12,7 @@ with_tests=0
 
 packages=(python3 python3-venv python3-dev gcc iproute2 util-linux)
 [ "$with_tests" = 1 ] && packages+=(chromium fonts-liberation xvfb systemd libasound2-dev
-                                     redis-server)
+                                     redis-server coturn)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -25,17 +25,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
-  if [[ " ${missing[*]} " == *" redis-server "* ]]; then
-    # The relay tests start private redis-servers of their own: the system service that the
-    # package may have started (and enabled) is not wanted.
-    echo "setup: stopping and disabling the redis-server system service"
+  for service in redis-server coturn; do
+    [[ " ${missing[*]} " == *" $service "* ]] || continue
+    # The tests start private redis-servers and TURN servers of their own, on loopback in
+    # their own namespace: the system service the package may have started is not wanted.
+    echo "setup: stopping and disabling the $service system service"
     if [ -d /run/systemd/system ]; then
-      $sudo_cmd systemctl disable --now redis-server.service >/dev/null 2>&1 || true
+      $sudo_cmd systemctl disable --now "$service.service" >/dev/null 2>&1 || true
     else
-      $sudo_cmd service redis-server stop >/dev/null 2>&1 || true
-      $sudo_cmd update-rc.d redis-server disable >/dev/null 2>&1 || true
+      $sudo_cmd service "$service" stop >/dev/null 2>&1 || true
+      $sudo_cmd update-rc.d "$service" disable >/dev/null 2>&1 || true
     fi
-  fi
+  done
 fi
 
 python=${PYTHON:-python3}

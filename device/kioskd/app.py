@@ -16,7 +16,7 @@ progress while the signaling connection is still there, and the call log closes 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import protocol
@@ -24,7 +24,7 @@ from .call import events as ev
 from .call.runner import CallRunner
 from .call.states import State
 from .calllog import CallLogService
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, load_config, read_turn_secrets
 from .control import COMMAND_EVENTS, ControlServer, socket_path
 from .health import Health, Notifier
 from .lifecycle import Component, run_until_one_ends, start_all, stop_all
@@ -42,7 +42,8 @@ RESTART_SECTIONS = ("signaling", "control")
 
 
 class KioskApp:
-    def __init__(self, config: Config, token: str, overrides: Sequence[str] = ()) -> None:
+    def __init__(self, config: Config, token: str, overrides: Sequence[str] = (),
+                 turn_secrets: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.overrides = list(overrides)  # the --set options, for reload and kioskctl
         self.notifier = Notifier()
@@ -61,7 +62,9 @@ class KioskApp:
         self.runner = CallRunner(config, self.signaling, self.local_media, calllog=self.calllog,
                                  metrics=self.metrics,
                                  new_video_sink=self.screen_service.new_video_sink,
-                                 on_change=self._changed)
+                                 on_change=self._changed,
+                                 turn_secrets=read_turn_secrets(config) if turn_secrets is None
+                                 else turn_secrets)
         self.status_keeper = KioskStatus(config, self.runner, self.signaling, self.local_media,
                                          self.notifier, self.screen_service)
         self.control = ControlServer(self, socket_path(config.control.socket))
@@ -146,15 +149,17 @@ class KioskApp:
         try:
             try:
                 new = load_config(self.config.path, self.overrides)
+                secrets = read_turn_secrets(new)
             except ConfigError as exc:
                 log.error("config reload refused, keeping the running config:\n%s", exc)
                 return False
-            self.apply_config(new)
+            self.apply_config(new, secrets)
             return True
         finally:
             self.notifier.ready()
 
-    def apply_config(self, new: Config) -> list[str]:
+    def apply_config(self, new: Config, turn_secrets: Mapping[str, str] | None = None
+                     ) -> list[str]:
         """Take over a re-read config without touching a call in progress.
 
         Answer policy and timers apply from the next event; media, display and rtc settings
@@ -165,7 +170,8 @@ class KioskApp:
             log.warning("config: [%s] changed; it takes effect after a restart "
                         "(systemctl restart kioskd)", name)
         self.config = self.local_media.config = self.status_keeper.config = new
-        self.runner.apply_config(new)
+        self.runner.apply_config(new, self.runner.turn_secrets if turn_secrets is None
+                                 else turn_secrets)
         logging.getLogger().setLevel(new.log.level.upper())
         log.info("config reloaded%s", " (a call in progress keeps going)"
                  if self.runner.machine.state is not State.IDLE else "")

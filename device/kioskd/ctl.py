@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import Config, ConfigError, config_as_dict, load_config
+from .config import Config, ConfigError, config_as_dict, load_config, read_turn_secrets
 from .control import request, socket_path
 
 DEFAULT_CONFIG = Path("/etc/kioskd/kioskd.toml")
@@ -149,6 +149,7 @@ def config_check(file: str | None, given: str | None, overrides: Sequence[str],
                  as_json: bool) -> int:
     try:
         config = load(file or given, overrides)
+        read_turn_secrets(config)  # a TURN secret file that cannot be read is a config error
     except ConfigError as exc:
         if as_json:
             print(json.dumps({"ok": False, "errors": [

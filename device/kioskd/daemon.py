@@ -10,19 +10,20 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from .config import Config, ConfigError, load_config, read_token
+from .config import Config, ConfigError, load_config, read_token, read_turn_secrets
 from .control import AnotherDaemon
 from .logsetup import setup_logging
 
 log = logging.getLogger("kioskd")
 
 
-async def run_daemon(config: Config, token: str, overrides: Sequence[str] = ()) -> None:
+async def run_daemon(config: Config, token: str, overrides: Sequence[str] = (),
+                     turn_secrets: Mapping[str, str] | None = None) -> None:
     from .app import KioskApp
 
-    app = KioskApp(config, token, overrides)
+    app = KioskApp(config, token, overrides, turn_secrets)
     main = asyncio.current_task()
     assert main is not None
     loop = asyncio.get_running_loop()
@@ -47,12 +48,13 @@ def main(config_path: str | None, overrides: Sequence[str]) -> int:
     try:
         config = load_config(config_path, overrides)
         token = read_token(config)
+        turn_secrets = read_turn_secrets(config)
     except ConfigError as exc:
         print(f"kioskd: configuration error:\n{exc}", file=sys.stderr)
         return 2
     setup_logging(config.log.level)
     try:
-        asyncio.run(run_daemon(config, token, overrides))
+        asyncio.run(run_daemon(config, token, overrides, turn_secrets))
     except AnotherDaemon as exc:
         print(f"kioskd: {exc}", file=sys.stderr)
         return 1

@@ -13,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-
-from aiortc import RTCIceServer
 
 from ..calllog import CallLogService
 from ..config import Config
@@ -27,6 +25,7 @@ from ..memory import release_free_memory
 from ..metrics import KioskMetrics
 from ..policy.answer import AnswerPolicy
 from ..protocol import SessionDescription
+from ..rtc.ice import ice_servers
 from ..rtc.session import MediaPlan, RtcError, RtcSession
 from ..rtc.watchdog import BACK, LOST
 from ..signaling.client import SignalingClient
@@ -47,12 +46,6 @@ MEMORY_TRIM_DELAY_S = 1.0
 STOP_TIMEOUT_S = 5.0  # how long a stopping kiosk waits for its call-end and release
 
 
-def ice_servers_of(config: Config) -> list[RTCIceServer]:
-    # Exactly the configured servers: aiortc adds a public STUN server when given None.
-    return [RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
-            for s in config.rtc.ice_servers]
-
-
 def answer_policy(config: Config) -> AnswerPolicy:
     return AnswerPolicy(config.answer.mode, tuple(config.answer.allow), config.answer.delay_s)
 
@@ -68,7 +61,8 @@ class CallRunner:
     def __init__(self, config: Config, signaling: SignalingClient, local: LocalMedia, *,
                  calllog: CallLogService, metrics: KioskMetrics,
                  new_video_sink: Callable[[], MeasuringSink],
-                 on_change: Callable[[], None]) -> None:
+                 on_change: Callable[[], None],
+                 turn_secrets: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.signaling = signaling
         self.local = local
@@ -87,18 +81,18 @@ class CallRunner:
         self.last_outcome: LastOutcome | None = None
         self.last_call: dict[str, Any] = {}
         self.calls_finished = 0
-        self._ice_servers = ice_servers_of(config)
+        self.turn_secrets = dict(turn_secrets or {})  # secret_file -> coturn's shared secret
         self._tasks = TaskSet("call runner")
         self._sends = TaskSet("signaling sends")
         self._session_tasks: list[asyncio.Task[None]] = []  # the stats sampler, the watchdog
         self._memory_trim: asyncio.TimerHandle | None = None
 
-    def apply_config(self, config: Config) -> None:
+    def apply_config(self, config: Config, turn_secrets: Mapping[str, str]) -> None:
         """A reloaded config: policy and timers from the next event, the rest next call."""
         self.config = config
+        self.turn_secrets = dict(turn_secrets)
         self.machine.policy = answer_policy(config)
         self.machine.timeouts = call_timeouts(config)
-        self._ice_servers = ice_servers_of(config)
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -197,7 +191,7 @@ class CallRunner:
             if call.call_type == "video" else None,
             on_remote_track=media.add,
             video_codecs=self.config.rtc.video_codecs,
-            ice_servers=self._ice_servers,
+            ice_servers=ice_servers(self.config, self.turn_secrets, time.time()),
             media_timeout_s=self.config.call.media_timeout_s,
         )
         session = RtcSession(

@@ -8,6 +8,7 @@ from .loader import (
     load_config,
     parse_override,
     read_token,
+    read_turn_secrets,
     token_path,
 )
 from .schema import (
@@ -48,5 +49,6 @@ __all__ = [
     "load_config",
     "parse_override",
     "read_token",
+    "read_turn_secrets",
     "token_path",
 ]

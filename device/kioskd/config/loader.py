@@ -233,10 +233,7 @@ def token_path(config: Config, env: Mapping[str, str] | None = None) -> Path | N
     env = os.environ if env is None else env
     configured = config.signaling.token_file
     if configured:
-        path = Path(configured).expanduser()
-        if not path.is_absolute() and config.path is not None:
-            path = config.path.parent / path
-        return path
+        return secret_path(config, configured)
     credentials = env.get("CREDENTIALS_DIRECTORY")
     if credentials:
         return Path(credentials.split(":")[0]) / CREDENTIAL_NAME
@@ -282,3 +279,39 @@ def config_as_dict(config: Config, mask_secrets: bool = True) -> dict[str, dict[
     """Every section and key as plain data (lists, dicts), e.g. for `kioskctl config show`.
     ICE server credentials are shown as "***" unless mask_secrets is False."""
     return schema.as_dict(config, mask_secrets)
+
+
+def secret_path(config: Config, configured: str) -> Path:
+    """A secret file named in the config, relative to the main file's directory."""
+    path = Path(configured).expanduser()
+    if not path.is_absolute() and config.path is not None:
+        path = config.path.parent / path
+    return path
+
+
+def read_turn_secrets(config: Config) -> dict[str, str]:
+    """The shared secret of each TURN server that names a secret_file: {secret_file: secret}.
+    Read once at start (and reload), like the token; the error never shows a secret."""
+    secrets: dict[str, str] = {}
+    issues: list[ConfigIssue] = []
+    for index, server in enumerate(config.rtc.ice_servers):
+        if server.secret_file is None or server.secret_file in secrets:
+            continue
+        path = secret_path(config, server.secret_file)
+        key = f"rtc.ice_servers[{index}].secret_file"
+        try:
+            secret = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            issues.append(ConfigIssue(str(path), key, f"cannot read the TURN secret: "
+                                                      f"{exc.strerror or exc}; put coturn's "
+                                                      "static-auth-secret there, readable by "
+                                                      "the kioskd user (root:kioskd, mode 0640)"))
+            continue
+        if not secret or "\n" in secret:
+            issues.append(ConfigIssue(str(path), key, "the TURN secret file must hold the "
+                                                      "secret on one line"))
+            continue
+        secrets[server.secret_file] = secret
+    if issues:
+        raise ConfigError(issues)
+    return secrets

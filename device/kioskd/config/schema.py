@@ -343,11 +343,14 @@ class Codecs(Kind):
 
 @dataclass(frozen=True)
 class IceServer:
-    """One STUN or TURN server, as RTCIceServer wants it."""
+    """One STUN or TURN server, as RTCIceServer wants it. A TURN server has a static
+    username and credential, or `secret_file`: coturn's shared secret (use-auth-secret), from
+    which the kiosk makes a fresh time-limited credential for each call (rtc/ice.py)."""
 
     urls: tuple[str, ...]
     username: str | None = None
     credential: str | None = None
+    secret_file: str | None = None
 
     def as_dict(self, mask_secrets: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"urls": list(self.urls)}
@@ -355,6 +358,8 @@ class IceServer:
             out["username"] = self.username
         if self.credential is not None:
             out["credential"] = "***" if mask_secrets else self.credential
+        if self.secret_file is not None:
+            out["secret_file"] = self.secret_file  # a path; the secret itself is never shown
         return out
 
 
@@ -367,7 +372,8 @@ class IceServers(Kind):
 
     def describe(self) -> str:
         return ("an array of tables { urls = URL or [URL, ...], username = \"...\", "
-                "credential = \"...\" }, each URL starting with " + ", ".join(ICE_SCHEMES))
+                "credential = \"...\" } or, for TURN with a shared secret, { urls = ..., "
+                "secret_file = \"...\" }, each URL starting with " + ", ".join(ICE_SCHEMES))
 
     def convert(self, raw: Any) -> tuple[IceServer, ...]:
         if not isinstance(raw, list):
@@ -380,27 +386,43 @@ class IceServers(Kind):
                 problems.append((where, f"{_got(entry)}; each server is a table like "
                                         '{ urls = "stun:stun.example.org:3478" }'))
                 continue
-            known = ("urls", "username", "credential")
+            known = ("urls", "username", "credential", "secret_file")
             for name in entry:
                 if name not in known:
                     problems.append((f"{where}.{name}", f"unknown key{did_you_mean(name, known)}"
                                                         f"; known keys: {', '.join(known)}"))
             urls = self._urls(entry.get("urls"), f"{where}.urls", problems)
             extras: dict[str, str | None] = {}
-            for name in ("username", "credential"):
+            for name in ("username", "credential", "secret_file"):
                 value = entry.get(name)
                 if value is not None and not isinstance(value, str):
                     problems.append((f"{where}.{name}", f"{_got(value)}; use a string"))
                     value = None
                 extras[name] = value
-            if urls and any(u.lower().startswith(("turn:", "turns:")) for u in urls) and (
-                    not extras["username"] or not extras["credential"]):
-                problems.append((where, "a TURN server needs both username and credential"))
+            problem = self._credentials_problem(urls, extras)
+            if problem:
+                problems.append((where, problem))
             if urls:
-                servers.append(IceServer(urls, extras["username"], extras["credential"]))
+                servers.append(IceServer(urls, extras["username"], extras["credential"],
+                                         extras["secret_file"]))
         if problems:
             raise Invalid(*problems)
         return tuple(servers)
+
+    @staticmethod
+    def _credentials_problem(urls: tuple[str, ...], extras: dict[str, str | None]) -> str | None:
+        turn = any(u.lower().startswith(("turn:", "turns:")) for u in urls)
+        static = extras["username"] or extras["credential"]
+        if extras["secret_file"] is not None:
+            if not turn:
+                return "secret_file is for TURN servers (turn: or turns: URLs)"
+            if static:
+                return "give username and credential, or secret_file, not both"
+            return None
+        if turn and (not extras["username"] or not extras["credential"]):
+            return ("a TURN server needs both username and credential, or secret_file (a "
+                    "file holding coturn's static-auth-secret)")
+        return None
 
     @staticmethod
     def _urls(raw: Any, where: str, problems: list[tuple[str, str]]) -> tuple[str, ...]:
