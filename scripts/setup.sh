@@ -24,11 +24,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # No service may start while packages install (a redis-server or a TURN server on the
+  # machine's own network): policy-rc.d says no to every start, for this install only.
+  blocked_starts=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo_cmd tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo_cmd chmod 0755 /usr/sbin/policy-rc.d
+    blocked_starts=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends \
+    "${missing[@]}" || { [ "$blocked_starts" = 1 ] && $sudo_cmd rm -f /usr/sbin/policy-rc.d; exit 1; }
+  [ "$blocked_starts" = 1 ] && $sudo_cmd rm -f /usr/sbin/policy-rc.d
   for service in redis-server coturn; do
     [[ " ${missing[*]} " == *" $service "* ]] || continue
     # The tests start private redis-servers and TURN servers of their own, on loopback in
-    # their own namespace: the system service the package may have started is not wanted.
+    # their own namespace: the system service is not wanted, now or at the next boot.
     echo "setup: stopping and disabling the $service system service"
     if [ -d /run/systemd/system ]; then
       $sudo_cmd systemctl disable --now "$service.service" >/dev/null 2>&1 || true
