@@ -40,3 +40,26 @@ async def test_send_while_offline_is_refused_not_raised():
     from kioskd import protocol
     client = SignalingClient("http://127.0.0.1:9", "token", lambda m: None)
     assert await client.send(protocol.CallEnd("x")) is False
+
+
+async def test_a_network_change_cuts_the_backoff_short():
+    from kioskd.signaling.client import SignalingClient
+
+    never = asyncio.Event()
+
+    async def long_sleep(delay: float) -> None:
+        await never.wait()  # a backoff delay that would outlast the test
+
+    client = SignalingClient("http://127.0.0.1:9", "t", lambda message: None, sleep=long_sleep)
+    waiting = asyncio.ensure_future(client._pause(60))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    client.network_changed("RTM_NEWADDR")  # an address came back: retry now
+    await asyncio.wait_for(waiting, 1)
+
+
+def test_an_address_that_went_away_is_told_apart():
+    from kioskd.signaling.client import _address_alive
+
+    assert _address_alive("127.0.0.1")
+    assert not _address_alive("192.0.2.77")  # documentation range: never this machine's

@@ -9,7 +9,9 @@ that awaited before handing on could let a trickled candidate overtake its offer
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +19,7 @@ import socketio
 
 from .. import protocol
 from ..policy.backoff import Backoff
+from .network import NetworkWatch
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ class SignalingClient:
         self._send_lock = asyncio.Lock()  # python-socketio's emit is not safe concurrently
         self._refused_reason: str | None = None
         self._waiting: asyncio.Future[None] | None = None  # sio.wait() of the live connection
+        self._retry_now = asyncio.Event()  # the network changed: don't wait out the backoff
+        self._network = NetworkWatch(self.network_changed)
         self.status = OFFLINE
         self.last_error: str | None = None  # why we are not online (None while online)
         self.reconnects = 0
@@ -120,7 +125,7 @@ class SignalingClient:
                     delay = self._backoff.next_delay()
                     log.warning("cannot reach signaling server %s (%s); retrying in %.1f s",
                                 self.url, self._refused_reason or exc, delay)
-                await self._sleep(delay)
+                await self._pause(delay)
                 continue
             except BaseException:
                 await self._close(sio)
@@ -134,7 +139,9 @@ class SignalingClient:
             # Cancelled (the daemon stops): stay connected, so that a call in progress can still
             # be hung up; stop() leaves the server after that. Shielded: cancelling wait() would
             # cancel Engine.IO's read loop under the connection.
-            self._waiting = asyncio.ensure_future(sio.wait())
+            # Engine.IO's wait, not Socket.IO's: that one adds a second for a reconnect task
+            # we do not use (reconnection=False: this loop reconnects).
+            self._waiting = asyncio.ensure_future(sio.eio.wait())
             await asyncio.shield(self._waiting)
             self._waiting = None
             self.connected.clear()
@@ -145,7 +152,7 @@ class SignalingClient:
             self._set_status(OFFLINE)
             delay = self._backoff.next_delay()
             log.warning("lost the signaling server; reconnecting in %.1f s", delay)
-            await self._sleep(delay)
+            await self._pause(delay)
 
     async def _close(self, sio: socketio.AsyncClient) -> None:
         try:
@@ -173,11 +180,41 @@ class SignalingClient:
         return True
 
     async def start(self) -> None:
-        """Nothing to do before `run()`, which connects and stays connected."""
+        """Watch the network; `run()` connects and stays connected."""
+        self._network.start()
 
     async def stop(self) -> None:
         """Leave the server (after the call runner has said goodbye to a peer)."""
+        self._network.stop()
         await self.close()
+
+    # -- the network changed ----------------------------------------------------------------
+
+    def network_changed(self, event: str) -> None:
+        """Links, addresses or routes changed (NetworkWatch): a reconnect loop that waits
+        retries at once, and a connection whose local address is gone is dropped and made
+        again now, not when Engine.IO's ping times out."""
+        self._retry_now.set()
+        sio = self._sio
+        sock = _connection_socket(sio)
+        if sock is not None and not _address_alive(sock.getsockname()[0]):
+            log.warning("this kiosk's address changed (%s): reconnecting to %s now", event,
+                        self.url)
+            # Not Engine.IO's disconnect(): its close handshake waits ~10 s on a dead path.
+            # A shut socket ends the read loop at once, and run() connects again.
+            sock.shutdown(socket.SHUT_RDWR)
+
+    async def _pause(self, delay: float) -> None:
+        """The backoff delay, cut short when the network changes (a link or address back)."""
+        if not self._retry_now.is_set():
+            sleeping = asyncio.ensure_future(self._sleep(delay))
+            changed = asyncio.ensure_future(self._retry_now.wait())
+            try:
+                await asyncio.wait({sleeping, changed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeping.cancel()
+                changed.cancel()
+        self._retry_now.clear()
 
     async def close(self) -> None:
         sio, self._sio = self._sio, None
@@ -190,3 +227,21 @@ class SignalingClient:
             # reconnect that will not come.
             waiting.cancel()
             await asyncio.gather(waiting, return_exceptions=True)
+
+
+def _connection_socket(sio: socketio.AsyncClient | None) -> Any:
+    """The live connection's socket, as asyncio lends it (getsockname, shutdown); None when
+    there is none, or with long-polling, which has no lasting one."""
+    ws = getattr(sio.eio, "ws", None) if sio is not None else None
+    return ws.get_extra_info("socket") if ws is not None else None
+
+
+def _address_alive(address: str) -> bool:
+    """Whether `address` is still one of this machine's (False after a roam)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((address, 0))
+        except OSError as exc:
+            return exc.errno != errno.EADDRNOTAVAIL
+    return True

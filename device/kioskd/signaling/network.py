@@ -1,0 +1,72 @@
+"""Watching the machine's network: links, addresses and routes that come and go (netlink).
+
+The signaling connection is one TCP connection. When the kiosk's address changes (a new DHCP
+lease, another access point) that connection is dead, but nothing says so until Engine.IO's
+ping timeout, up to ~45 s later; when a link comes back, the reconnect loop may be in the
+middle of a backoff delay. The kernel announces every such change on its routing netlink
+socket: pyroute2 reads and parses it, off nothing but the event loop's own reader callback
+(the socket is non-blocking and the messages are small).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# What changed, by netlink message: the reconnect loop only needs to know that it did.
+EVENTS = ("RTM_NEWLINK", "RTM_DELLINK", "RTM_NEWADDR", "RTM_DELADDR", "RTM_NEWROUTE",
+          "RTM_DELROUTE")
+
+
+class NetworkWatch:
+    def __init__(self, on_change: Callable[[str], None]) -> None:
+        self.on_change = on_change
+        self._socket: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        """Listen from now on; a machine that refuses netlink is logged once and ignored
+        (the reconnect loop still works, only slower)."""
+        try:
+            from pyroute2 import IPRSocket
+            from pyroute2.netlink.rtnl import (
+                RTMGRP_IPV4_IFADDR,
+                RTMGRP_IPV4_ROUTE,
+                RTMGRP_IPV6_IFADDR,
+                RTMGRP_IPV6_ROUTE,
+                RTMGRP_LINK,
+            )
+
+            sock = IPRSocket()
+            sock.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
+                      | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE)
+        except Exception as exc:
+            log.warning("cannot watch the network (netlink: %r): a changed address is noticed "
+                        "only when the signaling connection times out", exc)
+            return
+        self._socket = sock
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        try:
+            messages = self._socket.get()
+        except OSError as exc:  # the receive buffer overflowed: pyroute2 says start afresh
+            log.debug("netlink: %r; listening again", exc)
+            self.stop()
+            self.start()
+            self.on_change("overflow")
+            return
+        for event in dict.fromkeys(m.get("event") for m in messages):
+            if event in EVENTS:
+                self.on_change(event)
+
+    def stop(self) -> None:
+        if self._socket is not None and self._loop is not None:
+            self._loop.remove_reader(self._socket.fileno())
+            self._socket.close()
+        self._socket = None
