@@ -54,7 +54,7 @@ class KioskApp:
         self.screen_service = ScreenService(config, self.on_command, self.problems)
         self.local_media = LocalMedia(config, self.problems, preview=self._preview)
         self.signaling = SignalingClient(
-            config.signaling.url, token, self.post, on_status=lambda _: self._changed(),
+            config.signaling.url, token, self.post, on_status=self._signaling_status,
             verify_tls=config.signaling.verify_tls,
             connect_timeout_s=config.signaling.connect_timeout_s)
         self.metrics.registry.add_collector(
@@ -96,6 +96,11 @@ class KioskApp:
 
     def _changed(self) -> None:
         self.status_keeper.changed()
+
+    def _signaling_status(self, status: str) -> None:
+        if status == "online":
+            self.runner.recover()  # a call whose path was lost re-offers on the new route
+        self._changed()
 
     def _preview(self, frame: Any) -> None:
         if self.screen is not None:

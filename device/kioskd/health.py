@@ -94,6 +94,7 @@ def status_line(state: str, signaling: str, peer: str = "") -> str:
         "calling": f"calling{who}",
         "connecting": f"connecting{with_who}",
         "connected": f"in call{with_who}",
+        "recovering": f"reconnecting the call{with_who}",
         "ending": f"ending call{with_who}",
     }.get(state, state)
     # Online is the normal case: worth saying when idle, noise during a call.

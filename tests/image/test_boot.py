@@ -157,7 +157,7 @@ def test_kioskd_boots_provisioned_and_answers_a_call(booted):
     assert call["answered_by"] == "kiosk"
     assert call["video_frames"] >= 10 and call["audio_frames"] >= 25
     assert call["stamps_decoded"] > 0  # the kiosk's synthetic camera, end to end
-    assert call["status"]["status"]["state"] == "connected"
+    assert call["status"]["status"]["state"] == "connected", found["journal"]
     assert found["idle_again"]
     assert found["calls"]["calls"][0]["outcome"] == "answered"
     assert found["failed_units"].strip() == "", found["failed_units"]

@@ -20,18 +20,23 @@ def reconnecting(kiosk) -> bool:
     return bool(call and call["reconnecting"])
 
 
-async def test_a_blip_shorter_than_the_grace_is_reconnecting_then_the_same_call(relay, alice):
+async def test_a_lost_path_is_recovered_in_the_same_call_by_the_kiosks_reoffer(relay, alice):
     async with running_kiosk(relay.url, "call.media_timeout_s=1",
                              "call.disconnect_grace_s=5") as kiosk:
         await connected_call(kiosk, alice)
         call_id = kiosk.runner.machine.call.id
         with Silenced(alice):
             await wait_until(lambda: reconnecting(kiosk), timeout=5)
-            assert kiosk.runner.machine.state is State.CONNECTED  # the grace runs
-        await wait_until(lambda: not reconnecting(kiosk), timeout=5)
-        seen = kiosk.runner.media.sink.video_frames
-        await kiosk.runner.media.sink.wait_for_frames(video=seen + 10, timeout=10)
+            # The server is still reachable: the kiosk re-offers in the same call.
+            reoffer = await alice.answer_reoffer(timeout=5)
+        assert reoffer["callId"] == call_id and reoffer["from"] == "kiosk"
+        await asyncio.wait_for(alice.connected.wait(), 10)
+        await kiosk.wait_for_state(State.CONNECTED, timeout=10)
+        assert not reconnecting(kiosk)
+        await kiosk.runner.media.sink.wait_for_frames(video=10, timeout=10)
+        await alice.sink.wait_for_frames(video=10, timeout=10)
         assert kiosk.runner.machine.call.id == call_id
+        assert State.RECOVERING in kiosk.runner.machine.history
         assert "kioskd_media_lost_total 1" in kiosk.metrics.registry.render()
 
 

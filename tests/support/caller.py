@@ -172,6 +172,15 @@ class ScriptedCaller:
         await self._trickle(candidates)
         return data
 
+    async def answer_reoffer(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The peer re-offers in the call (PROTOCOL.md): answer it on a new connection, as a
+        page that cannot apply it in place does, and close the old one."""
+        old = self.pc
+        data = await self.answer_incoming(timeout)
+        if old is not None:
+            await old.close()
+        return data
+
     async def hangup(self) -> None:
         await self.emit("webrtc:call-end", {"to": self.peer, "callId": self.call_id})
         await self.close_pc()

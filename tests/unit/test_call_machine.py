@@ -354,3 +354,84 @@ def test_history_is_bounded():
         m.handle(p.CallEnd("alice", call_id=f"h{n}"), n)
         m.handle(ev.Released(f"h{n}"), n)
     assert len(m.history) == m.history.maxlen and m.history[-1] is I
+
+
+# -- recovery: the kiosk re-offers in the same call ----------------------------------------
+
+
+def lost_path(m, call, now=5.0):
+    """The watchdog's verdict on `call`'s current attempt: the grace starts."""
+    effects = m.handle(ev.MediaState(call.id, call.attempt, "disconnected"), now)
+    assert ev.StartTimer(GRACE, 3, call.id) in effects
+    return effects
+
+
+def test_a_lost_path_is_recovered_by_our_reoffer_in_the_same_call():
+    m = machine()
+    call = answered_call(m, call_id="r1")
+    lost_path(m, call)
+    effects = m.handle(ev.Recover("r1", call.attempt), 5.1)
+    assert m.state is State.RECOVERING
+    [reoffer] = [e for e in effects if isinstance(e, ev.Reoffer)]
+    assert reoffer.call.id == "r1" and reoffer.call.attempt == call.attempt + 1
+    new = m.call
+    # Our description goes out as an offer (the kiosk answered this call first), same callId.
+    effects = m.handle(ev.LocalDescription("r1", new.attempt, OFFER_SDP), 5.2)
+    assert sent(effects) == [p.Offer("alice", OFFER_SDP, "video", call_id="r1")]
+    m.handle(p.Candidate("alice", CAND, "r1"), 5.25)  # the restarted ICE's candidates
+    effects = m.handle(p.Answer("alice", ANSWER_SDP, call_id="r1"), 5.3)
+    assert effects == [ev.ApplyAnswer(new, ANSWER_SDP)] and m.state is State.RECOVERING
+    # The replaced connection closing is not news; the new one connecting ends the grace.
+    assert m.handle(ev.MediaState("r1", call.attempt, "closed"), 5.3) == []
+    effects = m.handle(ev.MediaState("r1", new.attempt, "connected"), 5.6)
+    assert ev.CancelTimer(GRACE, "r1") in effects and m.state is CD
+    assert m.call.connected_at == call.connected_at  # the same call, never ended
+    assert list(m.history) == [I, CG, CD, State.RECOVERING, CD]
+
+
+def test_recovery_is_bounded_by_the_grace():
+    m = machine()
+    call = answered_call(m, call_id="r1")
+    lost_path(m, call)
+    m.handle(ev.Recover("r1", call.attempt), 5.1)
+    m.handle(ev.LocalDescription("r1", m.call.attempt, OFFER_SDP), 5.2)
+    m.handle(ev.Recover("r1", m.call.attempt), 6.0)  # a retry (the server came back)
+    effects = m.handle(ev.TimerFired(GRACE, "r1"), 8.0)
+    assert finished(effects) == [("answered", "connection lost")]
+    assert sent(effects) == [p.CallEnd("alice", "failed", call_id="r1")]
+
+
+def test_the_peers_own_reoffer_wins_over_ours():
+    m = machine()
+    call = answered_call(m, call_id="r1")
+    lost_path(m, call)
+    m.handle(ev.Recover("r1", call.attempt), 5.1)
+    effects = m.handle(offer(call_id="r1"), 5.2)
+    assert m.state is CG and kinds(effects).count("AcceptOffer") == 1
+    accept = [e for e in effects if isinstance(e, ev.AcceptOffer)][0]
+    effects = m.handle(ev.LocalDescription("r1", accept.call.attempt, ANSWER_SDP), 5.3)
+    assert sent(effects) == [p.Answer("alice", ANSWER_SDP, call_id="r1")]
+    # A late answer to our withdrawn re-offer is dropped.
+    assert m.handle(p.Answer("alice", ANSWER_SDP, call_id="r1"), 5.4) == []
+
+
+def test_a_stale_or_untimely_recover_is_dropped():
+    m = machine()
+    assert m.handle(ev.Recover("nothing", 1), 0) == []
+    call = answered_call(m, call_id="r1")
+    assert m.handle(ev.Recover("r1", call.attempt - 1), 1) == []
+    assert m.state is CD
+
+
+def test_an_outgoing_call_answers_a_peers_reoffer_with_an_answer():
+    m = machine()
+    m.handle(ev.PlaceCall("alice"), 0)
+    call = m.call
+    effects = m.handle(ev.LocalDescription(call.id, call.attempt, OFFER_SDP), 0.1)
+    assert [type(x) for x in sent(effects)] == [p.Offer]
+    m.handle(p.Answer("alice", ANSWER_SDP, call_id=call.id), 0.2)
+    m.handle(ev.MediaState(call.id, call.attempt, "connected"), 0.3)
+    effects = m.handle(offer(call_id=call.id), 1)  # the peer re-offers
+    accept = [e for e in effects if isinstance(e, ev.AcceptOffer)][0]
+    effects = m.handle(ev.LocalDescription(call.id, accept.call.attempt, ANSWER_SDP), 1.1)
+    assert sent(effects) == [p.Answer("alice", ANSWER_SDP, call_id=call.id)]

@@ -61,3 +61,22 @@ def test_the_wrapped_handlers_still_handle_every_packet():
         asyncio.run(transceiver.receiver._handle_rtp_packet("rtp"))
     asyncio.run(transceiver.receiver._handle_rtcp_packet("sr"))
     assert original.packets == 3 and watchdog.last_heard == 100.0
+
+
+def test_a_late_check_judges_nothing_the_loop_was_held_up_not_the_peer():
+    clock = Clock()
+    watchdog = MediaWatchdog(2.0, clock)
+    transceiver = Transceiver()
+    watchdog.listen(transceiver)
+    asyncio.run(transceiver.receiver._handle_rtp_packet("rtp"))
+    assert watchdog.check() is None
+    clock.now += 3.0  # the loop was blocked: the check, due after 0.5 s, runs 3 s later
+    assert watchdog.check() is None and not watchdog.lost
+    asyncio.run(transceiver.receiver._handle_rtp_packet("rtp read after the stall"))
+    clock.now += watchdog.check_interval_s
+    assert watchdog.check() is None and watchdog.times_lost == 0
+    changes = []
+    for _ in range(4):  # then truly quiet, checked on time: lost after timeout_s
+        clock.now += watchdog.check_interval_s
+        changes.append(watchdog.check())
+    assert changes == [None, None, LOST, None]  # 2 s after the last packet, said once

@@ -74,6 +74,14 @@ class MediaState:
 
 
 @dataclass(frozen=True)
+class Recover:
+    """The call's media path (this attempt's) is lost and the server is reachable: re-offer."""
+
+    call_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
 class TimerFired:
     name: str
     call_id: str
@@ -99,6 +107,7 @@ Event = (
     | LocalDescription
     | RtcFailed
     | MediaState
+    | Recover
     | TimerFired
     | Released
 )
@@ -123,6 +132,14 @@ class AcceptOffer:
 
 @dataclass(frozen=True)
 class CreateOffer:
+    call: Call
+
+
+@dataclass(frozen=True)
+class Reoffer:
+    """Replace the call's peer connection with a new one and offer it in the same call,
+    shaped like the session the peer has (rtc/reoffer.py)."""
+
     call: Call
 
 
@@ -170,6 +187,6 @@ class Finished:
 
 
 Effect = (
-    Send | AcceptOffer | CreateOffer | ApplyAnswer | AddCandidate
+    Send | AcceptOffer | CreateOffer | Reoffer | ApplyAnswer | AddCandidate
     | StartTimer | CancelTimer | Release | Finished
 )

@@ -70,6 +70,7 @@ class CallMachine:
         self._offer: SessionDescription | None = None  # kept while ringing
         self._candidates = PendingCandidates()
         self._sent_to_peer = False  # have we said anything about this call to the peer yet?
+        self._offering = False  # does this attempt's local description go out as an offer?
 
     # -- the one place where state changes ---------------------------------------------------
 
@@ -133,6 +134,7 @@ class CallMachine:
         self.call = replace(self.call, attempt=self.call.attempt + 1)
         candidates = self._candidates.take()
         self._offer = None
+        self._offering = False
         return [
             *(ev.CancelTimer(name, self.call.id)
               for name in (RING, ANSWER_DELAY, GRACE, PEER_CLOSED)),
@@ -148,9 +150,11 @@ class CallMachine:
         call = self.call
         assert call is not None
         if protocol.same_peer(offer.peer, call.peer) and self.state in (
-            State.RINGING, State.CONNECTING, State.CONNECTED
+            State.RINGING, State.CONNECTING, State.CONNECTED, State.RECOVERING
         ):
             # The peer of this call is recovering its connection: answer in place, no ringing.
+            # (While our own re-offer is out, the peer's wins: its connection is the one
+            # that it is building.)
             # A new callId from the same peer is adopted (it may have missed our call-end).
             self.call = replace(call, id=offer.call_id or call.id, call_type=offer.call_type)
             if offer.call_id and offer.call_id != call.id:
@@ -215,11 +219,18 @@ class CallMachine:
         return [ev.AddCandidate(self.call, message.candidate)]
 
     def _on_Answer(self, message: protocol.Answer, now: float) -> list[ev.Effect]:
+        if self.state is State.RECOVERING and self._offering and self._is_current(message):
+            # The answer to our re-offer; the grace still bounds the recovery.
+            assert self.call is not None
+            self._offering = False
+            self._set_state(Trigger.REMOTE_ANSWERED)
+            return [ev.ApplyAnswer(self.call, message.description)]
         if self.state is not State.CALLING or not self._is_current(message):
             return self._drop(message, f"no outgoing call waiting for it in {self.state.value}")
         assert self.call is not None
         if message.peer_name:
             self.call = replace(self.call, peer_name=message.peer_name)
+        self._offering = False
         self._set_state(Trigger.REMOTE_ANSWERED)
         return [
             ev.CancelTimer(RING, self.call.id),
@@ -279,7 +290,8 @@ class CallMachine:
     def _on_Hangup(self, event: ev.Hangup, now: float) -> list[ev.Effect]:
         if self.state is State.RINGING:
             return self._on_Decline(ev.Decline(), now)
-        if self.state not in (State.CALLING, State.CONNECTING, State.CONNECTED):
+        if self.state not in (State.CALLING, State.CONNECTING, State.CONNECTED,
+                              State.RECOVERING):
             return self._drop(event, f"no call to hang up in {self.state.value}")
         assert self.call is not None
         outcome = "answered" if self._was_connected() else "cancelled"
@@ -293,6 +305,7 @@ class CallMachine:
                             call_type=event.call_type, peer_name=event.peer_name,
                             attempt=1, started_at=now)
         self._sent_to_peer = False
+        self._offering = True
         self._candidates.clear(early=True)
         self._set_state(Trigger.PLACE_CALL)
         return [ev.CreateOffer(self.call), ev.StartTimer(RING, self.timeouts.ring_s, self.call.id)]
@@ -309,7 +322,7 @@ class CallMachine:
         call = self.call
         assert call is not None
         self._set_state(Trigger.LOCAL_READY)
-        if call.direction == "outgoing":
+        if self._offering:
             return [self._send(protocol.Offer(call.peer, event.description, call.call_type,
                                               call_id=call.id))]
         return [self._send(protocol.Answer(call.peer, event.description, call_id=call.id))]
@@ -351,6 +364,23 @@ class CallMachine:
             return self._connection_lost(now)
         return []
 
+    def _on_Recover(self, event: ev.Recover, now: float) -> list[ev.Effect]:
+        """Re-offer on a new connection in the same call (no ringing); the peer answers it in
+        place. Retries come as new Recover events; the grace started when the path was lost
+        bounds them all."""
+        if (not self._is_current_attempt(event.call_id, event.attempt)
+                or self.state not in (State.CONNECTED, State.RECOVERING)):
+            return self._drop(event, f"nothing to recover in {self.state.value}")
+        call = self.call
+        assert call is not None
+        self.call = replace(call, attempt=call.attempt + 1)
+        self._offering = True
+        self._candidates.clear()  # they were for the connection being replaced
+        self._set_state(Trigger.RECOVER)
+        log.info("call %s: re-offering to %s on a new connection (attempt %d)", call.id,
+                 call.peer, self.call.attempt)
+        return [ev.Reoffer(self.call)]
+
     def _connection_lost(self, now: float) -> list[ev.Effect]:
         call = self.call
         assert call is not None
@@ -375,7 +405,7 @@ class CallMachine:
                              protocol.CallEnd(call.peer, "failed", call_id=call.id))
         if event.name == PEER_CLOSED:  # no call-end came: the peer just went away
             return self._connection_lost(now)
-        if event.name == GRACE and self.state is State.CONNECTED:
+        if event.name == GRACE and self.state in (State.CONNECTED, State.RECOVERING):
             return self._end(now, "answered", "connection lost",
                              protocol.CallEnd(call.peer, "failed", call_id=call.id))
         return self._drop(event, f"{event.name} timer does not apply in {self.state.value}")

@@ -29,6 +29,7 @@ from ..rtc.ice import ice_servers
 from ..rtc.session import MediaPlan, RtcError, RtcSession
 from ..rtc.watchdog import BACK, LOST
 from ..signaling.client import SignalingClient
+from ..signaling.network import address_alive
 from ..tasks import TaskSet
 from ..ui.status_view import LastOutcome
 from . import events as ev
@@ -143,6 +144,14 @@ class CallRunner:
         elif isinstance(effect, ev.CreateOffer):
             session = self._open_session(effect.call)
             self._rtc_step(effect.call, "offer", session.offer(effect.call.call_type))
+        elif isinstance(effect, ev.Reoffer):
+            negotiated = self.session.negotiated() if self.session is not None else None
+            session = self._open_session(effect.call)
+            if negotiated is None:
+                self.post(ev.RtcFailed(effect.call.id, effect.call.attempt,
+                                       "nothing was negotiated to re-offer"))
+            else:
+                self._rtc_step(effect.call, "re-offer", session.reoffer(negotiated))
         elif isinstance(effect, ev.ApplyAnswer):
             if self.session is not None:
                 self._rtc_step(effect.call, "apply the answer",
@@ -241,23 +250,44 @@ class CallRunner:
         again; aiortc itself would say nothing for ~30 s (rtc/watchdog.py)."""
         watchdog = session.watchdog
         while True:
-            await asyncio.sleep(watchdog.timeout_s / 4)  # a check interval, not a wait on work
+            await asyncio.sleep(watchdog.check_interval_s)  # a check interval, not a wait on work
             change = watchdog.check()
             if change == LOST:
-                log.warning("call %s: nothing from %s for %.1f s: the media path is lost",
-                            call.id, call.peer, watchdog.timeout_s)
-                self.metrics.media_lost.inc()
-                self.post(ev.MediaState(call.id, call.attempt, "disconnected"))
+                self._path_lost(call, f"nothing from {call.peer} for {watchdog.timeout_s:.1f} s")
             elif change == BACK:
                 log.info("call %s: media from %s again", call.id, call.peer)
                 self.post(ev.MediaState(call.id, call.attempt, "connected"))
-            if change is not None:
-                self._on_change()  # the screen and status say "reconnecting", or stop saying it
+                self._on_change()  # the screen and status stop saying "reconnecting"
+
+    def _path_lost(self, call: ev.Call, why: str) -> None:
+        """The grace begins, the screen and status say "reconnecting"; re-offer if we can."""
+        log.warning("call %s: %s: the media path is lost", call.id, why)
+        self.metrics.media_lost.inc()
+        self.post(ev.MediaState(call.id, call.attempt, "disconnected"))
+        self._on_change()
+        self.recover()
+
+    def recover(self) -> None:
+        """Re-offer in the same call if its media path is lost (or a re-offer is under way)
+        and the server can carry the offer: called when the path is lost and when the
+        signaling connection comes back. After a roam it comes back on the new address, and
+        a connection whose addresses are all gone is lost without waiting for the watchdog."""
+        call, session = self.session_call, self.session
+        if call is None or session is None or self.signaling.status != "online":
+            return
+        addresses = session.host_addresses()
+        if addresses and not any(map(address_alive, addresses)) \
+                and session.watchdog.declare_lost():
+            self._path_lost(call, f"its addresses {sorted(addresses)} are gone")
+            return  # (which comes back here, lost)
+        if session.watchdog.lost or self.machine.state is State.RECOVERING:
+            self.post(ev.Recover(call.id, call.attempt))
 
     @property
     def reconnecting(self) -> bool:
-        """The current call's media path is lost; its grace runs."""
-        return self.session is not None and self.session.watchdog.lost
+        """The current call's media path is lost; its grace runs (and a re-offer may be out)."""
+        return self.machine.state is State.RECOVERING or (
+            self.session is not None and self.session.watchdog.lost)
 
     async def _release(self, call: ev.Call) -> None:
         self.timers.cancel_call(call.id)

@@ -15,6 +15,7 @@ class State(str, Enum):
     CALLING = "calling"  # our offer is out, waiting for the callee
     CONNECTING = "connecting"  # descriptions exchanged, ICE/DTLS under way
     CONNECTED = "connected"
+    RECOVERING = "recovering"  # the path was lost: our re-offer is out; the grace runs
     ENDING = "ending"  # resources being released; back to idle when done
 
 
@@ -29,6 +30,7 @@ class Trigger(str, Enum):
     CANDIDATE = "candidate"
     MEDIA_CONNECTED = "media connected"
     MEDIA_INTERRUPTED = "media interrupted"  # ICE disconnected: grace timer runs
+    RECOVER = "recover"  # the path is lost and the server reachable: re-offer in the call
     END = "end"  # any end of the call: hang-up, reject, timeout, failure
     RELEASED = "released"
 
@@ -58,7 +60,15 @@ TRANSITIONS: dict[tuple[State, Trigger], State] = {
     (S.CONNECTED, T.REOFFER): S.CONNECTING,
     (S.CONNECTED, T.MEDIA_CONNECTED): S.CONNECTED,
     (S.CONNECTED, T.MEDIA_INTERRUPTED): S.CONNECTED,
+    (S.CONNECTED, T.RECOVER): S.RECOVERING,
     (S.CONNECTED, T.END): S.ENDING,
+    (S.RECOVERING, T.RECOVER): S.RECOVERING,
+    (S.RECOVERING, T.LOCAL_READY): S.RECOVERING,
+    (S.RECOVERING, T.CANDIDATE): S.RECOVERING,
+    (S.RECOVERING, T.REMOTE_ANSWERED): S.RECOVERING,
+    (S.RECOVERING, T.MEDIA_CONNECTED): S.CONNECTED,
+    (S.RECOVERING, T.REOFFER): S.CONNECTING,
+    (S.RECOVERING, T.END): S.ENDING,
     (S.ENDING, T.RELEASED): S.IDLE,
 }
 

@@ -19,6 +19,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
+    sdp,
 )
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
@@ -26,6 +27,7 @@ from aiortc.sdp import candidate_from_sdp
 from ..media.h264 import attach_sender, h264_preferences, is_pre_encoded
 from ..protocol import IceCandidate, SessionDescription
 from .jitter import release_frames_on_marker
+from .reoffer import ReofferError, media_kinds, shape_like
 from .watchdog import MediaWatchdog
 
 log = logging.getLogger(__name__)
@@ -179,6 +181,34 @@ class RtcSession:
         await self._add_local_media(["audio", "video"] if call_type == "video" else ["audio"])
         await self._pc.setLocalDescription(await self._pc.createOffer())
         return SessionDescription("offer", self._pc.localDescription.sdp)
+
+    async def reoffer(self, negotiated: str) -> SessionDescription:
+        """Recover a call on this new connection: our offer, shaped like the call's last
+        negotiated session so that the peer can apply it to the connection it has
+        (rtc/reoffer.py); returns it with all our candidates inside."""
+        try:
+            await self._add_local_media(media_kinds(negotiated))
+            offer = shape_like((await self._pc.createOffer()).sdp, negotiated)
+        except ReofferError as exc:
+            raise RtcError(f"the call cannot be re-offered: {exc}") from None
+        await self._pc.setLocalDescription(RTCSessionDescription(offer, "offer"))
+        return SessionDescription("offer", self._pc.localDescription.sdp)
+
+    def negotiated(self) -> str | None:
+        """The answer of this connection's offer/answer exchange (ours or the peer's): what
+        both sides agreed on. None before the exchange is complete."""
+        local, remote = self._pc.localDescription, self._pc.remoteDescription
+        if local is None or remote is None:
+            return None
+        return local.sdp if local.type == "answer" else remote.sdp
+
+    def host_addresses(self) -> set[str]:
+        """The machine's own addresses this connection's candidates were gathered on."""
+        description = self._pc.localDescription
+        if description is None:
+            return set()
+        return {candidate.ip for media in sdp.SessionDescription.parse(description.sdp).media
+                for candidate in media.ice_candidates if candidate.type == "host"}
 
     async def apply_answer(self, answer: SessionDescription) -> None:
         try:

@@ -5,8 +5,12 @@ about 30 s, and its connection state never becomes "disconnected", so a call who
 down would look connected for half a minute while the far end (a browser ends a call after 3 s
 of "disconnected") has long given up. A peer in a call sends something many times a second:
 audio every 20 ms, video every frame, RTCP reports every second or so (even from a muted
-browser). The watchdog notes the time of each packet from the peer; the call runner asks it a
-few times per `timeout_s` whether the path was lost, or is back.
+browser). The watchdog notes the time of each packet from the peer; the call runner asks it
+every `check_interval_s` whether the path was lost, or is back.
+
+A check that comes late proves nothing: the event loop itself was held up (a slow start of a
+codec, a busy CPU), so the peer's packets may be waiting unread in the socket. Such a check
+judges nothing; the next one, after the loop has had time to read them, does.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ class MediaWatchdog:
         self.last_heard: float | None = None  # None: nothing yet (the connect timeout's job)
         self.lost = False
         self.times_lost = 0
+        self.check_interval_s = timeout_s / 4
+        self._last_check: float | None = None
 
     def listen(self, transceiver: Any) -> None:
         """Note every RTP and RTCP packet the peer sends on this transceiver. aiortc's DTLS
@@ -40,15 +46,26 @@ class MediaWatchdog:
             await handle(*args, **kwargs)
         return noted
 
+    def declare_lost(self) -> bool:
+        """The path is known to be gone (the address it ran over is): LOST now, without
+        waiting out `timeout_s`. False if it was lost already."""
+        if self.lost:
+            return False
+        self.lost = True
+        self.times_lost += 1
+        return True
+
     def check(self) -> str | None:
         """LOST when the peer has just gone quiet for `timeout_s`, BACK when it is heard again
-        after that, else None."""
-        if self.last_heard is None:
+        after that, else None. Call it every `check_interval_s`."""
+        now = self._clock()
+        late = (self._last_check is not None
+                and now - self._last_check > 2 * self.check_interval_s)
+        self._last_check = now
+        if self.last_heard is None or late:
             return None
-        quiet = self._clock() - self.last_heard >= self.timeout_s
-        if quiet and not self.lost:
-            self.lost = True
-            self.times_lost += 1
+        quiet = now - self.last_heard >= self.timeout_s
+        if quiet and self.declare_lost():
             return LOST
         if not quiet and self.lost:
             self.lost = False

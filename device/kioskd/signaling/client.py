@@ -9,7 +9,6 @@ that awaited before handing on could let a trickled candidate overtake its offer
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -19,7 +18,7 @@ import socketio
 
 from .. import protocol
 from ..policy.backoff import Backoff
-from .network import NetworkWatch
+from .network import NetworkWatch, address_alive
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +196,7 @@ class SignalingClient:
         self._retry_now.set()
         sio = self._sio
         sock = _connection_socket(sio)
-        if sock is not None and not _address_alive(sock.getsockname()[0]):
+        if sock is not None and not address_alive(sock.getsockname()[0]):
             log.warning("this kiosk's address changed (%s): reconnecting to %s now", event,
                         self.url)
             # Not Engine.IO's disconnect(): its close handshake waits ~10 s on a dead path.
@@ -235,13 +234,3 @@ def _connection_socket(sio: socketio.AsyncClient | None) -> Any:
     ws = getattr(sio.eio, "ws", None) if sio is not None else None
     return ws.get_extra_info("socket") if ws is not None else None
 
-
-def _address_alive(address: str) -> bool:
-    """Whether `address` is still one of this machine's (False after a roam)."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind((address, 0))
-        except OSError as exc:
-            return exc.errno != errno.EADDRNOTAVAIL
-    return True

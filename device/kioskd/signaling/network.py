@@ -11,7 +11,9 @@ socket: pyroute2 reads and parses it, off nothing but the event loop's own reade
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -70,3 +72,14 @@ class NetworkWatch:
             self._loop.remove_reader(self._socket.fileno())
             self._socket.close()
         self._socket = None
+
+
+def address_alive(address: str) -> bool:
+    """Whether `address` is still one of this machine's (False after a roam)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((address, 0))
+        except OSError as exc:
+            return exc.errno != errno.EADDRNOTAVAIL
+    return True

@@ -32,6 +32,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "calling": _IN_CALL,
     "connecting": _IN_CALL,
     "connected": _IN_CALL,
+    "recovering": _IN_CALL,
     "ending": frozenset(),
 }
 
@@ -42,6 +43,7 @@ PRIMARY: dict[str, str] = {
     "calling": HANGUP,
     "connecting": HANGUP,
     "connected": HANGUP,
+    "recovering": HANGUP,
 }
 
 KEY_COMMANDS: dict[str, str] = {

@@ -123,7 +123,8 @@ class Renderer:
         old, self.view = self.view, view
         self.interaction.on_view(old, view, now)
         state = self._state
-        if view.state != old.state and view.state not in ("connecting", "connected"):
+        in_call = ("connecting", "connected", "recovering")
+        if view.state != old.state and view.state not in in_call:
             state.remote = None  # the next call must not flash this one's last picture
             self._video.clear()
             self.statistics.call_first_rendered_at = None

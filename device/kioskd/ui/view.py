@@ -53,9 +53,9 @@ def _text_value(value: Any) -> str:
 class View:
     """Everything the screen needs to know, as plain values.
 
-    `state` is a call state value (idle, ringing, calling, connecting, connected, ending; a
-    `State` member is accepted). `peer_name` is the current call's peer, or the last call's
-    while its outcome is shown. `error` is an admin-facing problem and what to do about it,
+    `state` is a call state value (idle, ringing, calling, connecting, connected, recovering,
+    ending; a `State` member is accepted). `peer_name` is the current call's peer, or the last
+    call's while its outcome is shown. `error` is an admin-facing problem and what to do about it,
     e.g. "camera missing: /dev/video0 not found. Connect the camera and restart kioskd".
     """
 
@@ -102,7 +102,7 @@ def screen_for(view: View, now: float, offline_since: float | None = None) -> st
         return CALLING
     if state == "connecting":
         return CONNECTING
-    if state == "connected":
+    if state in ("connected", "recovering"):  # recovering: still the call, "Reconnecting..."
         return IN_CALL if view.call_type == "video" else AUDIO_CALL
     if state == "ending":
         return OUTCOME

@@ -5,6 +5,9 @@
 //   ?token=SECRET    sign in at once        ?name=TEXT      the name shown after "signed in"
 //   ?call=USER_ID    pre-fill the callee    ?ring=SECONDS   ring timeout (default 30)
 //   ?autoanswer=1    answer incoming calls at once
+//   ?reoffer=MODE    how a re-offer from the peer is answered: "auto" (default: on the
+//                    connection we have, else on a new one), "in-place" (only on the
+//                    connection we have: the web app's way), "new-connection" (always new)
 "use strict";
 
 const OFFER = "webrtc:offer";
@@ -19,6 +22,8 @@ const params = new URLSearchParams(location.search);
 const RING_TIMEOUT_MS = (Number(params.get("ring")) || 30) * 1000;
 const DISCONNECT_GRACE_MS = 3000; // "disconnected" often recovers by itself
 const AUTO_ANSWER = params.get("autoanswer") === "1";
+const REOFFER_MODE = ["in-place", "new-connection"].includes(params.get("reoffer"))
+  ? params.get("reoffer") : "auto";
 const MAX_QUEUED = 64; // remote candidates kept before their description; more is a flood
 const MAX_EVENTS = 500;
 
@@ -313,7 +318,34 @@ function reoffer(c, data, type) {
   if (c.phase === "ringing" || !c.pc) return;
   c.phase = "connecting";
   setStatus("connecting");
-  acceptOffer(c).catch((err) => failed(c, err));
+  const answered = REOFFER_MODE === "new-connection" ? acceptOffer(c) : acceptInPlace(c);
+  answered.catch((err) => failed(c, err));
+}
+
+// A re-offer applied to the connection we have: to it an ICE restart (and, with a new DTLS
+// fingerprint, a new DTLS association), the tracks and the remote video stay. Chromium
+// refuses an offer that renumbers the negotiated session ("RTP extension ID reassignment"):
+// then, unless in-place is all we may do (the web app's way), a new connection answers it.
+async function acceptInPlace(c) {
+  const pc = c.pc;
+  const offer = c.offer;
+  c.signalled = false; // the restarted ICE's candidates go right behind our answer
+  let answer;
+  try {
+    await pc.setRemoteDescription(offer);
+    answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+  } catch (err) {
+    if (call !== c || c.pc !== pc || c.offer !== offer) return; // replaced meanwhile
+    if (REOFFER_MODE === "in-place") throw err;
+    console.warn("re-offer not accepted in place, answering on a new connection:", err.message);
+    await acceptOffer(c);
+    return;
+  }
+  if (call !== c || c.pc !== pc) return;
+  send(ANSWER, { to: c.peer, answer: { type: answer.type, sdp: answer.sdp }, callId: c.id });
+  signalled(c);
+  connectionChanged(c, pc); // a connection that never left "connected" fires no change
 }
 
 async function answer() {
