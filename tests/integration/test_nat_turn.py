@@ -15,18 +15,16 @@ import asyncio
 import re
 import shutil
 import time
-from typing import Any
 
 import pytest
 
 from tests.support.nat import (
     COTURN_HINT,
-    CallerThread,
-    KioskDaemon,
     caller_in,
+    media_flowing_again,
     nat_topology,
+    place_call,
     running_kioskd,
-    selected_pair,
 )
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(60)]
@@ -40,53 +38,6 @@ def net(tmp_path):
         pytest.skip(COTURN_HINT)
     with nat_topology(tmp_path) as topology:
         yield topology
-
-
-async def place_call(kiosk: KioskDaemon, caller: CallerThread) -> float:
-    """A call from the caller that connects with media both ways, through the relay on both
-    sides; returns the seconds from the offer to connected."""
-    await kiosk.wait_for(lambda status: status["signaling"] == "online"
-                         and status["state"] == "idle", 15)
-    offered = time.monotonic()
-    await caller.run(lambda c: c.call("kiosk"))
-    answer = await caller.run(lambda c: c.receive_answer(timeout=10))
-    await caller.run(lambda c: asyncio.wait_for(c.connected.wait(), 10))
-    set_up = time.monotonic() - offered
-    sdp = answer["answer"]["sdp"]
-    assert "typ relay" in sdp, sdp
-    # The pair ICE chose: the caller's relay to the kiosk's relay (no other path exists).
-    assert await caller.run(lambda c: _now(selected_pair(c.pc))) == ("relay", "relay")
-    await caller.run(lambda c: c.sink.wait_for_frames(video=5, audio=10, timeout=10))
-    await kiosk.wait_for(lambda status: status["state"] == "connected"
-                         and status["call"]["media"].get("video_frames", 0) >= 5
-                         and status["call"]["media"].get("audio_frames", 0) >= 10, 10)
-    return set_up
-
-
-async def _now(value: Any) -> Any:
-    return value
-
-
-async def media_counts(kiosk: KioskDaemon, caller: CallerThread) -> tuple[int, int, int, int]:
-    """Frames received so far: (caller video, caller audio, kiosk video, kiosk audio)."""
-    status = await kiosk.status()
-    media = (status.get("call") or {}).get("media") or {}
-    seen = await caller.run(lambda c: _now((c.sink.video_frames, c.sink.audio_frames)))
-    return (*seen, media.get("video_frames", 0), media.get("audio_frames", 0))
-
-
-async def media_flowing_again(kiosk: KioskDaemon, caller: CallerThread, timeout: float) -> float:
-    """When both ends have received new video and audio after now."""
-    before = await media_counts(kiosk, caller)
-    deadline = time.monotonic() + timeout
-    while True:
-        now = await media_counts(kiosk, caller)
-        if all(after >= start + need for after, start, need
-               in zip(now, before, (3, 10, 3, 10), strict=True)):
-            return time.monotonic()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"media not back in {timeout} s: {before} -> {now}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
@@ -121,17 +72,29 @@ async def test_a_two_second_blip_and_the_call_goes_on(net, tmp_path):
         assert flowing - back < 3.0  # target 2 s; margin for a shared machine
 
 
-async def test_after_a_ten_second_outage_the_kiosk_is_callable_again_at_once(net, tmp_path):
+SILENT_OUTAGE_XFAIL = pytest.mark.xfail(
+    strict=False,
+    reason="kioskd: after a silent outage (the carrier stays, nothing passes, so no netlink "
+           "event) its signaling TCP connection is in retransmission backoff (the call-end it "
+           "sent into the outage unacked; ss: rto 3.4 s, backoff 4, next try ~2.2 s after "
+           "link-up): a new call connected 4.05-4.35 s after link-up in four runs")
+
+
+@pytest.mark.parametrize("carrier", [
+    pytest.param(True, id="carrier-lost"),
+    pytest.param(False, id="silent", marks=SILENT_OUTAGE_XFAIL)])
+async def test_after_a_ten_second_outage_the_kiosk_is_callable_again_at_once(net, tmp_path,
+                                                                             carrier):
     async with running_kioskd(net, tmp_path) as kiosk, caller_in(net) as caller:
         await place_call(kiosk, caller)
         went_down = time.monotonic()
-        net.link.down()
+        net.link.down() if carrier else net.link.set(down=True)
         # The kiosk notices the dead path and ends the call after its grace, link still down.
         ended = await kiosk.line("ended", timeout=OUTAGE_S, after=went_down)
         print(f"outage: the kiosk ended the call {ended - went_down:.2f} s after link-down")
         await asyncio.sleep(max(0.0, went_down + OUTAGE_S - time.monotonic()))
         await caller.run(lambda c: c.close_pc())  # the browser ended it too (3 s disconnected)
-        net.link.up()
+        net.link.up() if carrier else net.link.set(down=False)
         back = time.monotonic()
         await kiosk.wait_for(lambda status: status["signaling"] == "online"
                              and status["state"] == "idle", 10, every=0.02)
@@ -141,4 +104,4 @@ async def test_after_a_ten_second_outage_the_kiosk_is_callable_again_at_once(net
         print(f"outage of {OUTAGE_S} s: registered {registered:.2f} s and a new call connected "
               f"{connected:.2f} s (set-up {set_up:.2f} s) after link-up")
         assert registered < 2.0
-        assert connected < 4.0  # target 2 s; margin for a shared machine
+        assert connected < 3.0  # target 2 s; margin for a shared machine

@@ -589,3 +589,54 @@ async def caller_in(net: NatTopology, transport: str = "udp") -> AsyncIterator[C
         yield thread
     finally:
         await thread.stop()
+
+
+# -- calls and media -------------------------------------------------------------------------
+
+
+async def place_call(kiosk: KioskDaemon, caller: CallerThread) -> float:
+    """A call from the caller that connects with media both ways, through the relay on both
+    sides; returns the seconds from the offer to connected."""
+    await kiosk.wait_for(lambda status: status["signaling"] == "online"
+                         and status["state"] == "idle", 15)
+    offered = time.monotonic()
+    await caller.run(lambda c: c.call("kiosk"))
+    answer = await caller.run(lambda c: c.receive_answer(timeout=10))
+    await caller.run(lambda c: asyncio.wait_for(c.connected.wait(), 10))
+    set_up = time.monotonic() - offered
+    sdp = answer["answer"]["sdp"]
+    assert "typ relay" in sdp, sdp
+    # The pair ICE chose: the caller's relay to the kiosk's relay (no other path exists).
+    assert await caller.run(lambda c: resolved(selected_pair(c.pc))) == ("relay", "relay")
+    await caller.run(lambda c: c.sink.wait_for_frames(video=5, audio=10, timeout=10))
+    await kiosk.wait_for(lambda status: status["state"] == "connected"
+                         and status["call"]["media"].get("video_frames", 0) >= 5
+                         and status["call"]["media"].get("audio_frames", 0) >= 10, 10)
+    return set_up
+
+
+async def resolved(value: T) -> T:
+    """`value`, as a coroutine: for `CallerThread.run` to read the caller's state on its loop."""
+    return value
+
+
+async def media_counts(kiosk: KioskDaemon, caller: CallerThread) -> tuple[int, int, int, int]:
+    """Frames received so far: (caller video, caller audio, kiosk video, kiosk audio)."""
+    status = await kiosk.status()
+    media = (status.get("call") or {}).get("media") or {}
+    seen = await caller.run(lambda c: resolved((c.sink.video_frames, c.sink.audio_frames)))
+    return (*seen, media.get("video_frames", 0), media.get("audio_frames", 0))
+
+
+async def media_flowing_again(kiosk: KioskDaemon, caller: CallerThread, timeout: float) -> float:
+    """When both ends have received new video and audio after now."""
+    before = await media_counts(kiosk, caller)
+    deadline = time.monotonic() + timeout
+    while True:
+        now = await media_counts(kiosk, caller)
+        if all(after >= start + need for after, start, need
+               in zip(now, before, (3, 10, 3, 10), strict=True)):
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"media not back in {timeout} s: {before} -> {now}")
+        await asyncio.sleep(0.05)
