@@ -58,7 +58,8 @@ def split_candidates(sdp: str) -> tuple[str, list[dict[str, Any]]]:
 
 class ScriptedCaller:
     def __init__(self, url: str, token: str, *, send_video: bool = True,
-                 video: tuple[int, int, int] = (320, 240, 15)) -> None:
+                 video: tuple[int, int, int] = (320, 240, 15),
+                 answer_reoffers: bool = False) -> None:
         self.url = url
         self.token = token
         self.send_video = send_video
@@ -70,11 +71,19 @@ class ScriptedCaller:
         self.call_id: str | None = None
         self.peer: Any = None
         self.connected = asyncio.Event()
+        # Answer the peer's re-offers in the current call by ourselves, as a browser does
+        # (else a test takes them with answer_reoffer()).
+        self.answer_reoffers = answer_reoffers
+        self.reoffers_answered = 0
         for event in EVENTS:
             self.sio.on(event, self._receiver(event))
 
     def _receiver(self, event: str):
         def receive(data: Any = None) -> None:
+            if (event == "webrtc:offer" and self.answer_reoffers and self.pc is not None
+                    and isinstance(data, dict) and data.get("callId") == self.call_id):
+                asyncio.ensure_future(self._answer_reoffer(data))
+                return
             self.inbox.put_nowait((event, data))
             if event == "webrtc:ice-candidate" and self.pc is not None:
                 asyncio.ensure_future(self._add_candidate(data))
@@ -161,6 +170,10 @@ class ScriptedCaller:
     async def answer_incoming(self, timeout: float = 10.0) -> dict[str, Any]:
         """Take the next offer, answer it with candidates trickled behind the answer."""
         data = await self.expect("webrtc:offer", timeout)
+        await self._answer(data)
+        return data
+
+    async def _answer(self, data: dict[str, Any]) -> None:
         self.peer, self.call_id = data["from"], data.get("callId")
         self.connected.clear()
         self.pc = self._new_pc(data.get("type", "video"))
@@ -170,15 +183,19 @@ class ScriptedCaller:
         await self.emit("webrtc:answer", {"to": self.peer, "answer": {"type": "answer", "sdp": sdp},
                                           "callId": self.call_id})
         await self._trickle(candidates)
-        return data
+
+    async def _answer_reoffer(self, data: dict[str, Any]) -> None:
+        old = self.pc
+        await self._answer(data)
+        if old is not None:
+            await old.close()
+        self.reoffers_answered += 1
 
     async def answer_reoffer(self, timeout: float = 10.0) -> dict[str, Any]:
         """The peer re-offers in the call (PROTOCOL.md): answer it on a new connection, as a
         page that cannot apply it in place does, and close the old one."""
-        old = self.pc
-        data = await self.answer_incoming(timeout)
-        if old is not None:
-            await old.close()
+        data = await self.expect("webrtc:offer", timeout)
+        await self._answer_reoffer(data)
         return data
 
     async def hangup(self) -> None:

@@ -511,7 +511,7 @@ def turn_caller(url: str, token: str, ice_servers: list[Any]) -> Any:
             finally:
                 caller_module.RTCPeerConnection = real  # type: ignore[misc]
 
-    return TurnCaller(url, token)
+    return TurnCaller(url, token, answer_reoffers=True)  # as a browser does
 
 
 def selected_pair(pc: Any) -> tuple[str, str] | None:
@@ -634,6 +634,9 @@ async def media_flowing_again(kiosk: KioskDaemon, caller: CallerThread, timeout:
     deadline = time.monotonic() + timeout
     while True:
         now = await media_counts(kiosk, caller)
+        # A count that went down restarted: the call goes on over a new connection (the
+        # kiosk's re-offer), whose counts begin at zero.
+        before = tuple(min(start, after) for start, after in zip(before, now, strict=True))
         if all(after >= start + need for after, start, need
                in zip(now, before, (3, 10, 3, 10), strict=True)):
             return time.monotonic()
