@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpCodecParameters
 from aiortc.codecs import get_decoder, get_encoder
-from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import (
     RTCP_PSFB_PLI,
@@ -271,24 +271,28 @@ class FakeTransport:
         self.rtcp += RtcpPacket.parse(data)
 
 
-async def test_aiortc_s_receiver_nacks_holes_and_sends_the_buffer_s_pli():
+async def test_aiortc_s_receiver_nacks_holes_the_buffer_nacks_again_then_sends_its_pli():
     transport = FakeTransport()
     receiver = RTCRtpReceiver("video", transport)  # type: ignore[arg-type]
     receiver._RTCRtpReceiver__codecs[VP8.payloadType] = VP8  # what receive() would set
     receiver._set_rtcp_ssrc(1)
     clock = Clock()
-    receiver._RTCRtpReceiver__jitter_buffer = MarkerJitterBuffer(clock=clock)
-    packets = stream(100, [(KEY, 2), (INTER, 3), (INTER, 1), (INTER, 1), (KEY, 1)])
-    del packets[3]
+    renacks: list[tuple[int, list[int]]] = []
+    receiver._RTCRtpReceiver__jitter_buffer = MarkerJitterBuffer(
+        clock=clock, nack=lambda ssrc, lost: renacks.append((ssrc, lost)))
+    packets = stream(65530, [(KEY, 2), (INTER, 3), (INTER, 1), (INTER, 1), (INTER, 1),
+                             (INTER, 1), (KEY, 1)])
+    del packets[3]  # seq 65533
     for p in packets:
         p.payload_type, p.ssrc = VP8.payloadType, 5
         p.payload = (b"\x10" if p._data[:1] in (KEY[:1], INTER[:1]) else b"\x00") + p._data
-        clock.now += jitter.GIVE_UP_S / 3
+        clock.now += jitter.NACK_INTERVAL_S
         await receiver._handle_rtp_packet(p, arrival_time_ms=0)
     nacks = [p for p in transport.rtcp if isinstance(p, RtcpRtpfbPacket)
              and p.fmt == RTCP_RTPFB_NACK]
     plis = [p for p in transport.rtcp if isinstance(p, RtcpPsfbPacket) and p.fmt == RTCP_PSFB_PLI]
-    assert [n.lost for n in nacks] == [[103]] and nacks[0].media_ssrc == 5
+    assert [(n.media_ssrc, n.lost) for n in nacks] == [(5, [65533])]  # aiortc's, at the gap
+    assert renacks == [(5, [65533])] * 2  # the buffer's, until it gives up on the hole
     assert len(plis) == 1 and plis[0].media_ssrc == 5
 
 
@@ -299,6 +303,7 @@ async def test_the_receivers_of_this_aiortc_take_them():
         audio = pc.addTransceiver("audio").receiver
         assert release_frames_on_marker(video) and conceal_lost_audio(audio)
         assert isinstance(video._RTCRtpReceiver__jitter_buffer, MarkerJitterBuffer)
+        assert video._RTCRtpReceiver__jitter_buffer._nack is not None  # NACKs holes again
         assert isinstance(audio._RTCRtpReceiver__jitter_buffer, ConcealingJitterBuffer)
         assert not release_frames_on_marker(object())  # elsewhere: says so, keeps going
     finally:
@@ -329,15 +334,25 @@ def test_a_lost_audio_packet_is_concealed_in_its_place():
     packets = [opus(seq) for seq in range(10, 40) if seq != 15]
     buffer = ConcealingJitterBuffer()
     out = audio_out(buffer, packets)
-    assert [ts for _, _, ts in out] == [50_000 + 960 * i for i in range(25)]  # no gap
-    assert out[5][1] == bytes([OPUS_TOC])  # TOC only: no frame data, so libopus conceals
-    assert [index for index, _, _ in out] == list(range(4, 29))  # no added delay
-    assert buffer.concealed == 1
+    assert [index for index, _, _ in out] == list(range(4, 29))  # one a packet: no added delay
+    assert [(ts - 50_000) // 960 for _, _, ts in out] == [*range(6), *range(7, 26)]
+    # The lost one and the next together: code 3, VBR, 2 frames, the first of no data.
+    assert out[5][1] == bytes([OPUS_TOC | 3, 0x82, 0]) + b"x"
+    assert buffer.concealed == 1 and buffer.skipped == 0
     # aiortc's own: the 4 packets before the hole go too, then 14 packets (280 ms) of nothing,
     # and the delay stays 200 ms longer
     theirs = audio_out(JitterBuffer(capacity=16, prefetch=4), packets)
     assert [(index, (ts - 50_000) // 960) for index, _, ts in theirs[:3]] == [
         (4, 0), (19, 6), (20, 7)]
+
+
+def test_two_lost_audio_packets_in_a_row_are_concealed_together():
+    packets = [opus(seq) for seq in range(10, 30) if seq not in (15, 16)]
+    buffer = ConcealingJitterBuffer()
+    out = audio_out(buffer, packets)
+    assert out[5][1] == bytes([OPUS_TOC | 3, 0x83, 0, 0]) + b"x"
+    assert (out[5][2] - 50_000) // 960 == 5 and (out[6][2] - 50_000) // 960 == 8
+    assert buffer.concealed == 2
 
 
 def test_reordered_audio_within_the_lookahead_loses_nothing():
@@ -351,18 +366,19 @@ def test_reordered_audio_within_the_lookahead_loses_nothing():
 
 def test_a_late_audio_packet_is_dropped():
     packets = [opus(seq) for seq in range(10, 30)]
-    late = packets.pop(3)
-    packets.insert(12, late)
+    packets.insert(12, opus(13, b"late"))
+    del packets[3]
     buffer = ConcealingJitterBuffer()
     out = audio_out(buffer, packets)
-    assert buffer.concealed == 1 and len(out) == 16  # the late one concealed, then dropped
+    assert buffer.concealed == 1 and not any(data.endswith(b"late") for _, data, _ in out)
 
 
 def test_other_audio_codecs_skip_a_lost_packet_without_concealment():
     packets = [packet(seq, 160 * seq, b"\xff" * 160) for seq in range(10, 30) if seq != 15]
     buffer = ConcealingJitterBuffer()
     out = audio_out(buffer, packets)
-    assert len(out) == 14 and buffer.concealed == 0
+    assert all(data == b"\xff" * 160 for _, data, _ in out)
+    assert buffer.concealed == 0 and buffer.skipped == 1
 
 
 def test_the_opus_packet_length_comes_from_its_toc():
@@ -373,21 +389,27 @@ def test_the_opus_packet_length_comes_from_its_toc():
     assert opus_samples(b"") == 0
 
 
-def test_libopus_decodes_the_concealment_packet_as_20_ms():
+def test_libopus_decodes_the_concealment_and_the_next_packet():
     codec = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2,
                                   payloadType=111)
     encoder, decoder = get_encoder(codec), get_decoder(codec)
     payloads = []
-    for i in range(6):
+    for i in range(8):
         tone = (np.sin(np.arange(960) * 0.05 + i * 48) * 8000).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(np.repeat(tone, 2).reshape(1, -1), format="s16",
-                                           layout="stereo")
+        frame = av.AudioFrame.from_ndarray(tone.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate, frame.pts = 48000, i * 960
         frame.time_base = fractions.Fraction(1, 48000)
         payloads += encoder.encode(frame)[0]
-    for i, payload in enumerate(payloads[:4]):
-        decoder.decode(JitterFrame(payload, i * 960))
-    concealed = decoder.decode(JitterFrame(bytes([payloads[4][0] & 0xFC]), 4 * 960))
-    assert sum(f.samples for f in concealed) == 960
-    level = np.abs(np.concatenate([f.to_ndarray().ravel() for f in concealed])).mean()
-    assert level > 500  # the tone carries on through the loss, not silence
+    packets = [packet(seq, seq * 960, data) for seq, data in enumerate(payloads)]
+    del packets[4]
+    buffer = ConcealingJitterBuffer(lookahead=1)
+    decoded = []
+    for p in packets:
+        _, frame = buffer.add(p)
+        if frame is not None:
+            decoded += decoder.decode(frame)
+    assert buffer.concealed == 1
+    assert [(f.pts, f.samples) for f in decoded] == [
+        (0, 960), (960, 960), (1920, 960), (2880, 960), (3840, 1920), (5760, 960)]
+    concealed = decoded[4].to_ndarray().reshape(-1, 2)[:960]
+    assert np.abs(concealed).mean() > 500  # the tone carries on through the loss, not silence

@@ -6,20 +6,25 @@ every frame back by one frame interval (42 ms at 24 fps, 33 ms at 30). Senders (
 aiortc) set the RTP marker bit on the last packet of each video frame (RFC 7741 for VP8, RFC
 6184 for H.264), so `MarkerJitterBuffer` releases a frame as soon as its packets are all in,
 from the one after the previous frame's marker up to its own marker. Under loss it releases
-only such complete frames: a hole waits for aiortc's NACK to bring the retransmission; a hole
-still open after GIVE_UP_S is given up, and then every frame is dropped until a keyframe
-comes, asked for with a PLI, so the decoder never decodes past a missing reference.
+only such complete frames: a hole waits for the retransmission that aiortc's NACK asks for.
+aiortc sends that NACK once, when it sees the gap, and again only when another gap appears,
+so the buffer repeats it every NACK_INTERVAL_S while the hole holds frames back (a lost
+retransmission is asked for again). A hole still open after GIVE_UP_S is given up on: every
+frame is then dropped until a keyframe comes, asked for with a PLI, so the decoder never
+decodes past a missing reference.
 
 Audio. aiortc's audio buffer (16 packets, 4 of look-ahead) waits for a lost packet until the
 buffer is full, then drops the packets before the hole as well: one lost packet costs 100 ms
 of sound and leaves 200 ms more delay for the rest of the call. `ConcealingJitterBuffer` keeps
 the 4 packets (80 ms) of look-ahead, declares a packet lost when it is still missing then, and
-for Opus hands the decoder a packet with no frame data in its place, which libopus decodes as
-20 ms of loss concealment (RFC 6716 section 4.4: a frame of length 0 or 1 is a lost frame).
+for Opus hands the decoder a frame with no data in its place, which libopus decodes as 20 ms
+of loss concealment (libopus treats a frame of length 0 or 1 as lost). aiortc's Opus decoder
+(FFmpeg's libopus wrapper) cannot decode in-band FEC, so that is all the concealment there is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -37,7 +42,9 @@ _RECEIVER_ATTRIBUTE = "_RTCRtpReceiver__jitter_buffer"
 VIDEO_CAPACITY = 512
 AUDIO_CAPACITY = 16
 AUDIO_LOOKAHEAD = 4  # packets: aiortc's audio prefetch
+OPUS_MAX_SAMPLES = 5760  # 120 ms at 48 kHz, the longest an Opus packet may last
 
+NACK_INTERVAL_S = 0.1  # a hole holding frames back is NACKed again this often
 GIVE_UP_S = 0.3  # a hole that NACK has not filled by then is given up on
 PLI_INTERVAL_S = 0.25  # keyframe requests no more often than this while waiting for one
 
@@ -68,12 +75,16 @@ def _extend(sequence_number: int, highest: int | None) -> int:
 class MarkerJitterBuffer:
     """The video receiver's buffer: aiortc's contract, `add(packet) -> (pli, frame or None)`,
     where pli asks aiortc's receiver to send a picture loss indication. At most one frame
-    leaves per packet added, as with aiortc's (a second complete one leaves with the next)."""
+    leaves per packet added, as with aiortc's (a second complete one leaves with the next).
+    `nack(media_ssrc, sequence_numbers)` sends a NACK."""
 
     def __init__(self, capacity: int = VIDEO_CAPACITY,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 nack: Callable[[int, list[int]], None] | None = None) -> None:
         self.capacity = capacity
         self._clock = clock
+        self._nack = nack
+        self._last_nack = -math.inf
         self._packets: dict[int, RtpPacket] = {}  # by extended sequence number, all >= _next
         self._highest: int | None = None  # extended number of the newest packet
         self._next = 0  # where the next frame to release starts (set by the first packet)
@@ -118,8 +129,11 @@ class MarkerJitterBuffer:
             if len(self._packets) == self._highest - self._next + 1:
                 return pli, None  # no hole: the frame is still arriving
             if self._blocked_since is None:
-                self._blocked_since = now
+                self._blocked_since = self._last_nack = now  # aiortc NACKed it just now
             if now - self._blocked_since < GIVE_UP_S:
+                if now - self._last_nack >= NACK_INTERVAL_S and self._nack is not None:
+                    self._last_nack = now
+                    self._nack(packet.ssrc, self._missing())
                 return pli, None  # waiting for the retransmission
             self._drop_below(self._first_after_hole())
             pli = self._give_up(now) or pli
@@ -136,6 +150,11 @@ class MarkerJitterBuffer:
                 return packets
             seq += 1
         return None
+
+    def _missing(self) -> list[int]:
+        assert self._highest is not None  # a packet is in
+        return [seq % 0x10000 for seq in range(self._next, self._highest)
+                if seq not in self._packets]
 
     def _first_after_hole(self) -> int:
         seq = self._next
@@ -186,8 +205,12 @@ def opus_samples(data: bytes) -> int:
 
 class ConcealingJitterBuffer:
     """The audio receiver's buffer, one packet per frame: the packet at the head leaves once
-    the one AUDIO_LOOKAHEAD later is in; if it is still missing then, it is lost, and an Opus
-    stream gets a concealment packet in its place (other codecs just go on)."""
+    the one AUDIO_LOOKAHEAD later is in. If the head is still missing then, it is lost: an
+    Opus stream gets the next packet with a frame of no data put before it for each packet
+    lost, which libopus decodes as concealment of that length (a code 3 packet, RFC 6716
+    section 3.2.5). One packet out for the lost ones and the next: aiortc's receiver takes at
+    most one frame per packet in, so a concealment of its own would add 20 ms of delay at
+    each loss. Other codecs, or a next packet of several frames, just go on after the hole."""
 
     def __init__(self, capacity: int = AUDIO_CAPACITY, lookahead: int = AUDIO_LOOKAHEAD) -> None:
         self.capacity = capacity
@@ -197,7 +220,8 @@ class ConcealingJitterBuffer:
         self._next = 0
         self._started = False  # a packet has left: from then on, earlier ones are late
         self._last: tuple[int, RtpPacket] | None = None  # the last packet that left
-        self.concealed = 0
+        self.concealed = 0  # packets lost and concealed
+        self.skipped = 0  # packets lost and not concealed
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         seq = _extend(packet.sequence_number, self._highest)
@@ -214,34 +238,29 @@ class ConcealingJitterBuffer:
             self._next = self._highest - self._lookahead
         if self._highest - self._next < self._lookahead:
             return False, None
-        head = self._next
-        self._next += 1
-        self._started = True
-        found = self._packets.pop(head, None)
-        if found is not None:
-            self._last = (head, found)
-            return False, JitterFrame(data=found._data,  # type: ignore[attr-defined]
-                                      timestamp=found.timestamp)
-        return False, self._concealment(head)
-
-    def _concealment(self, seq: int) -> JitterFrame | None:
-        """An Opus packet of the last one's mode with no frame data, stamped where the lost
-        one was: libopus decodes it as concealment of that length. None if the stream is not
-        one whose timestamps step by the Opus packet length (G.711 and G.722 step by 160)."""
-        if self._last is None:
-            return None
-        last_seq, last = self._last
-        later = min((s for s in self._packets if s > seq), default=None)
-        samples = opus_samples(last._data)  # type: ignore[attr-defined]
-        if later is None or not samples:
-            return None
-        step = (self._packets[later].timestamp - last.timestamp) % (1 << 32)
-        if step != (later - last_seq) * samples:
-            return None
-        self.concealed += 1
-        toc = last._data[0] & 0xFC  # type: ignore[attr-defined]  # code 0: one frame
-        timestamp = (last.timestamp + (seq - last_seq) * samples) % (1 << 32)
-        return JitterFrame(data=bytes([toc]), timestamp=timestamp)
+        # The newest packet is always in, so there is a next one after any hole.
+        lost = 0
+        while self._next + lost not in self._packets:
+            lost += 1
+        seq = self._next + lost
+        found = self._packets.pop(seq)
+        data: bytes = found._data  # type: ignore[attr-defined]
+        self._next, self._started = seq + 1, True
+        previous, self._last = self._last, (seq, found)
+        samples = opus_samples(data)
+        if lost and previous is not None and data[0] & 3 == 0 \
+                and (lost + 1) * samples <= OPUS_MAX_SAMPLES:
+            last_seq, last = previous
+            # Timestamps that step by the Opus packet's length: Opus (G.711 and G.722 step
+            # by 160 per 20 ms, which no Opus packet lasts).
+            if (found.timestamp - last.timestamp) % (1 << 32) == (seq - last_seq) * samples:
+                self.concealed += lost
+                timestamp = (found.timestamp - lost * samples) % (1 << 32)
+                # code 3, variable sizes, lost + 1 frames: `lost` of size 0, then the packet's
+                merged = bytes([data[0] | 3, 0x80 | (lost + 1), *bytes(lost)]) + data[1:]
+                return False, JitterFrame(data=merged, timestamp=timestamp)
+        self.skipped += lost
+        return False, JitterFrame(data=data, timestamp=found.timestamp)
 
 
 def _install(receiver: Any, buffer: Any, what: str) -> bool:
@@ -257,8 +276,19 @@ def release_frames_on_marker(receiver: Any) -> bool:
     """Give a video `RTCRtpReceiver` the MarkerJitterBuffer. Call it before packets arrive
     (right after addTransceiver). False, and a warning, if this aiortc keeps its buffer
     elsewhere: the receiver then keeps aiortc's own, one frame slower."""
-    return _install(receiver, MarkerJitterBuffer(),
+    return _install(receiver, MarkerJitterBuffer(nack=nack_sender(receiver)),
                     "video frames leave its jitter buffer one frame late")
+
+
+def nack_sender(receiver: Any) -> Callable[[int, list[int]], None]:
+    """Send a NACK the way the receiver's own NACK generator does."""
+    sending: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
+
+    def nack(media_ssrc: int, lost: list[int]) -> None:
+        task = asyncio.ensure_future(receiver._send_rtcp_nack(media_ssrc, lost))
+        sending.add(task)
+        task.add_done_callback(sending.discard)
+    return nack
 
 
 def conceal_lost_audio(receiver: Any) -> bool:
