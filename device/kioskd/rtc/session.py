@@ -26,7 +26,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from ..media.h264 import attach_sender, h264_preferences, is_pre_encoded
 from ..protocol import IceCandidate, SessionDescription
-from .jitter import release_frames_on_marker
+from .jitter import conceal_lost_audio, release_frames_on_marker
 from .reoffer import ReofferError, media_kinds, shape_like
 from .watchdog import MediaWatchdog
 
@@ -155,6 +155,8 @@ class RtcSession:
                     else codec_preferences("video", self._plan.video_codecs)
                 if preferences:
                     transceiver.setCodecPreferences(preferences)
+            else:
+                conceal_lost_audio(transceiver.receiver)  # a lost packet: 20 ms concealed
 
     async def _flush_candidates(self) -> None:
         queued, self._queued = self._queued, []
