@@ -59,7 +59,7 @@ async def test_a_network_change_cuts_the_backoff_short():
 
 
 def test_an_address_that_went_away_is_told_apart():
-    from kioskd.signaling.client import _address_alive
+    from kioskd.signaling.network import address_alive
 
-    assert _address_alive("127.0.0.1")
-    assert not _address_alive("192.0.2.77")  # documentation range: never this machine's
+    assert address_alive("127.0.0.1")
+    assert not address_alive("192.0.2.77")  # documentation range: never this machine's

@@ -11,18 +11,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import socketio
 
 from .. import protocol
 from ..policy.backoff import Backoff
-from .network import NetworkWatch, address_alive
+from .network import NetworkWatch, address_alive, reachable, retransmitting
 
 log = logging.getLogger(__name__)
 
 OFFLINE, CONNECTING, ONLINE, UNAUTHORIZED = "offline", "connecting", "online", "unauthorized"
+STALL_CHECK_S = 0.25  # how often the connection is checked, and test connections are made
+PROBE_TIMEOUT_S = 5.0  # how long each test connection may take to open
+STALL_RETRANSMITS = 2  # retransmission timeouts in a row (~0.6 s or more unacknowledged)
+STALL_PROBE_WINDOW_S = 60.0  # after a stall, test connections this long; then the backoff
 
 
 class SignalingClient:
@@ -53,6 +59,7 @@ class SignalingClient:
         self._refused_reason: str | None = None
         self._waiting: asyncio.Future[None] | None = None  # sio.wait() of the live connection
         self._retry_now = asyncio.Event()  # the network changed: don't wait out the backoff
+        self._probe_until = 0.0  # time.monotonic(): reconnect when the server answers, till then
         self._network = NetworkWatch(self.network_changed)
         self.status = OFFLINE
         self.last_error: str | None = None  # why we are not online (None while online)
@@ -131,6 +138,7 @@ class SignalingClient:
                 raise
             self._sio = sio
             self._backoff.reset()
+            self._probe_until = 0.0
             self.last_error = None
             self._set_status(ONLINE)
             self.connected.set()
@@ -141,7 +149,11 @@ class SignalingClient:
             # Engine.IO's wait, not Socket.IO's: that one adds a second for a reconnect task
             # we do not use (reconnection=False: this loop reconnects).
             self._waiting = asyncio.ensure_future(sio.eio.wait())
-            await asyncio.shield(self._waiting)
+            stalls = asyncio.ensure_future(self._watch_stalls(sio))
+            try:
+                await asyncio.shield(self._waiting)
+            finally:
+                stalls.cancel()
             self._waiting = None
             self.connected.clear()
             self._sio = None
@@ -203,9 +215,49 @@ class SignalingClient:
             # A shut socket ends the read loop at once, and run() connects again.
             sock.shutdown(socket.SHUT_RDWR)
 
+    async def _watch_stalls(self, sio: socketio.AsyncClient) -> None:
+        """A connection whose data goes unacknowledged (the network went silent: Wi-Fi still
+        associated, the uplink gone) retries ever more slowly: after the outage its next
+        retransmission, and every message queued behind it (a call's answer), may wait
+        seconds, and no netlink event says when the path is back. So a connection that keeps
+        retransmitting is dropped (we are offline, and say so), and the reconnect waits for a
+        test connection to the server to open (`_pause`), made every STALL_CHECK_S."""
+        while True:
+            await asyncio.sleep(STALL_CHECK_S)  # a check interval, not a wait on work
+            sock = _connection_socket(sio)
+            if sock is not None and retransmitting(sock) >= STALL_RETRANSMITS:
+                log.warning("nothing sent to the signaling server is acknowledged any more: "
+                            "reconnecting as soon as %s answers", self.url)
+                self._probe_until = time.monotonic() + STALL_PROBE_WINDOW_S
+                sock.shutdown(socket.SHUT_RDWR)
+                return
+
+    async def _server_answers(self) -> None:
+        """Returns once a test connection to the server opens: a new one every
+        STALL_CHECK_S, each given PROBE_TIMEOUT_S (a slow link's round trip is longer than
+        the interval)."""
+        host, port = _server_address(self.url)
+        probes: set[asyncio.Future[bool]] = set()
+        try:
+            while True:
+                probes.add(asyncio.ensure_future(reachable(host, port, PROBE_TIMEOUT_S)))
+                done, probes = await asyncio.wait(probes, timeout=STALL_CHECK_S,
+                                                  return_when=asyncio.FIRST_COMPLETED)
+                if any(probe.result() for probe in done):
+                    return
+        finally:
+            for probe in probes:
+                probe.cancel()
+
     async def _pause(self, delay: float) -> None:
-        """The backoff delay, cut short when the network changes (a link or address back)."""
-        if not self._retry_now.is_set():
+        """The backoff delay, cut short when the network changes (a link or address back).
+        After a stall (`_watch_stalls`), for STALL_PROBE_WINDOW_S: until the server answers
+        a test connection instead, whatever netlink says (a connect attempt into a silent
+        network, or one made the moment a link comes up, waits out SYN retransmissions 1, 2,
+        4 s apart, long after the path is back)."""
+        if time.monotonic() < self._probe_until:
+            await self._server_answers()
+        elif not self._retry_now.is_set():
             sleeping = asyncio.ensure_future(self._sleep(delay))
             changed = asyncio.ensure_future(self._retry_now.wait())
             try:
@@ -226,6 +278,11 @@ class SignalingClient:
             # reconnect that will not come.
             waiting.cancel()
             await asyncio.gather(waiting, return_exceptions=True)
+
+
+def _server_address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or (443 if parts.scheme in ("https", "wss") else 80)
 
 
 def _connection_socket(sio: socketio.AsyncClient | None) -> Any:

@@ -83,3 +83,29 @@ def address_alive(address: str) -> bool:
         except OSError as exc:
             return exc.errno != errno.EADDRNOTAVAIL
     return True
+
+
+# struct tcp_info (linux/tcp.h): u8 state, ca_state, retransmits, ... ; `retransmits` counts
+# the retransmission timeouts in a row that no acknowledgement has ended.
+_TCPI_RETRANSMITS = 2
+
+
+def retransmitting(sock: socket.socket) -> int:
+    """How many retransmission timeouts in a row this TCP connection is in (0: it is being
+    acknowledged). Each doubles the wait for the next try: after a silent outage the next try
+    may come seconds after the path is back."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+    except OSError:
+        return 0
+    return info[_TCPI_RETRANSMITS] if len(info) > _TCPI_RETRANSMITS else 0
+
+
+async def reachable(host: str, port: int, timeout: float) -> bool:
+    """Whether a new TCP connection to host:port opens within `timeout` (then closed)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
