@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 OFFLINE, CONNECTING, ONLINE, UNAUTHORIZED = "offline", "connecting", "online", "unauthorized"
 STALL_CHECK_S = 0.25  # how often the connection is checked, and test connections are made
 PROBE_TIMEOUT_S = 5.0  # how long each test connection may take to open
-STALL_RETRANSMITS = 2  # retransmission timeouts in a row (~0.6 s or more unacknowledged)
+STALL_RETRANSMITS = 3  # retransmission timeouts in a row (~1.4 s or more unacknowledged)
 STALL_PROBE_WINDOW_S = 60.0  # after a stall, test connections this long; then the backoff
 
 
