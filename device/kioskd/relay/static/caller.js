@@ -8,6 +8,8 @@
 //   ?reoffer=MODE    how a re-offer from the peer is answered: "auto" (default: on the
 //                    connection we have, else on a new one), "in-place" (only on the
 //                    connection we have: the web app's way), "new-connection" (always new)
+//   ?ice=JSON        the RTCPeerConnection's iceServers (default none), e.g.
+//                    [{"urls":"turn:203.0.113.10:3478","username":"u","credential":"p"}]
 "use strict";
 
 const OFFER = "webrtc:offer";
@@ -24,6 +26,7 @@ const DISCONNECT_GRACE_MS = 3000; // "disconnected" often recovers by itself
 const AUTO_ANSWER = params.get("autoanswer") === "1";
 const REOFFER_MODE = ["in-place", "new-connection"].includes(params.get("reoffer"))
   ? params.get("reoffer") : "auto";
+const ICE_SERVERS = iceServers(params.get("ice"));
 const MAX_QUEUED = 64; // remote candidates kept before their description; more is a flood
 const MAX_EVENTS = 500;
 
@@ -44,6 +47,19 @@ let call = null; // the one current call, or null when idle
 let early = []; // candidates that came ahead of their offer (while idle)
 
 // -- helpers --------------------------------------------------------------------------------
+
+// ?ice=JSON: a list of RTCIceServer (a web app gets its TURN servers from its backend).
+function iceServers(text) {
+  if (!text) return [];
+  try {
+    const servers = JSON.parse(text);
+    if (Array.isArray(servers)) return servers;
+  } catch (err) {
+    // reported below
+  }
+  console.warn("ignored ?ice=: not a JSON list of ICE servers");
+  return [];
+}
 
 // User ids may be numbers or strings (the web app uses both): 42 and "42" are the same user.
 const samePeer = (a, b) => a != null && b != null && String(a) === String(b);
@@ -125,7 +141,7 @@ async function openMedia(c) {
 function newPeerConnection(c) {
   if (c.pc) c.pc.close();
   clearTimeout(c.graceTimer); // it watched the replaced connection
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  const pc = new RTCPeerConnection({ iceServers: ICE_SERVERS });
   Object.assign(c, { pc, remoteSet: false, signalled: false, localQueue: [], graceTimer: null });
   const remote = new MediaStream();
   ui.remote.srcObject = remote;
