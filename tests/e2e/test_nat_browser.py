@@ -1,0 +1,95 @@
+"""Chromium calls the kiosk behind its NAT over an impaired link, media only through TURN.
+
+The topology of tests/support/nat.py: the real kioskd (rendering in a window on a private
+Xvfb) behind a masquerading NAT, its link 40 +- 15 ms late with 2 % loss both ways (the
+user-space bridge); headless Chromium on the caller page (`?ice=` gives it TURN) in the
+caller's namespace behind another NAT; relay and coturn on the public namespace. The call
+must connect relay to relay and hold for a 10 s window with video and audio arriving at both
+ends. Only loose floors are asserted; the numbers are printed (pytest -s), and
+bench/network.py compares them with a browser in the kiosk's place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+
+import pytest
+
+from tests.e2e.conftest import missing
+from tests.e2e.test_browser import expect_status
+from tests.support.nat import COTURN_HINT, nat_topology, running_kioskd
+from tests.support.nat_browser import (
+    KioskSampler,
+    caller_page_url,
+    chromium_in,
+    open_page,
+    receiving_end,
+)
+from tests.support.xvfb import running_xvfb
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.e2e,
+    pytest.mark.skipif(missing() is not None, reason=missing() or ""),
+    pytest.mark.timeout(90),
+]
+
+WINDOW_S = 10.0
+IMPAIRED = {"delay_ms": 40, "jitter_ms": 15, "loss": 0.02}
+
+
+@pytest.fixture
+def net(tmp_path):
+    if shutil.which("turnserver") is None:
+        pytest.skip(COTURN_HINT)
+    with nat_topology(tmp_path) as topology:
+        yield topology
+
+
+@pytest.fixture
+def display(monkeypatch):
+    """A private Xvfb for the kiosk's window (the kiosk inherits DISPLAY)."""
+    with running_xvfb(1280, 720) as name:
+        monkeypatch.setenv("DISPLAY", name)
+        monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
+        yield name
+
+
+async def test_an_impaired_link_with_chromium_as_the_caller(net, tmp_path, display):
+    from playwright.async_api import async_playwright
+
+    net.link.set(**IMPAIRED)
+    async with (running_kioskd(net, tmp_path, "udp", "display.mode=window") as kiosk,
+                async_playwright() as playwright,
+                chromium_in(playwright, net.caller, tmp_path, net.relay_url) as browser):
+        await kiosk.wait_for(lambda status: status["signaling"] == "online"
+                             and status["state"] == "idle", 15)
+        page = await open_page(browser, caller_page_url(net, "alice-secret", call="kiosk"))
+        await page.click("#video-call")
+        await expect_status(page, "connected")
+        await kiosk.wait_for(lambda status: status["state"] == "connected"
+                             and status["call"]["media"].get("rendered_frames", 0) >= 5, 15)
+
+        # Both directions over the same window: the kiosk receives the page's video and
+        # audio, the page the kiosk's.
+        at_page, at_kiosk = await asyncio.gather(receiving_end(page, WINDOW_S),
+                                                 KioskSampler(kiosk).sample_for(WINDOW_S))
+        print(f"\nimpaired link {IMPAIRED}, Chromium -> kiosk through TURN:\n"
+              f"  at the kiosk: {json.dumps(at_kiosk)}\n  at the page: {json.dumps(at_page)}\n"
+              f"  bridge: {net.link.set()}")
+
+        assert at_page["connection"] == "connected"
+        # The page's NAT address (srflx) or its own relay, to the kiosk's relay: only coturn
+        # joins the two NATs.
+        assert at_page["candidate_pair"][1] == "relay", at_page
+        assert at_kiosk["state"] == "connected"
+        # Loose floors: media kept coming both ways (the targets are in bench/network.py).
+        assert at_kiosk["decoded_fps"] >= 3 and at_kiosk["rendered_fps"] >= 3, at_kiosk
+        assert at_kiosk["audio_samples_vs_clock"] >= 0.5, at_kiosk
+        assert at_page["decoded_fps"] >= 3 and at_page["rendered_fps"] >= 3, at_page
+        assert at_page["audio_packets_received"] >= 0.5 * 50 * WINDOW_S, at_page  # 20 ms each
+
+        await page.click("#hangup")
+        await kiosk.wait_for(lambda status: status["state"] == "idle", 10)
