@@ -13,12 +13,22 @@ line:
 - `outage`: the link down for 10 s, once with the carrier lost (Wi-Fi gone: the kiosk sees
   the link go) and once silently (the carrier stays, nothing passes: an upstream outage):
   when the kiosk ended the call, and seconds from link-up to signaling online and to a new
-  call connected.
+  call connected;
+- `impaired`: the kiosk's link 40 +- 15 ms late with 2 % loss, both ways; after a settle,
+  `--window` seconds of call measured at both ends, in three calls:
+  `chromium_to_kiosk` (headless Chromium on the caller page, with TURN, in the caller's
+  namespace calls the real kioskd, which renders in a window on a private Xvfb),
+  `chromium_to_chromium` (the same caller calls a second Chromium in the kiosk's namespace,
+  the caller page with `autoanswer=1`, signed in as the kiosk) and `aiortc_to_kiosk` (the
+  scripted aiortc caller, whose synthetic camera stamps its capture time in each frame: the
+  kiosk's capture-to-screen; Chromium's camera carries no stamp). Per receiving end: frames
+  decoded and rendered per second, freezes (gaps > 200 ms between frames on screen), audio
+  concealment; see tests/support/nat_browser.py for how each end is read.
 
-Runs inside a private network namespace (re-executes itself there); needs root and coturn.
-No browser in the kiosk's place yet (see bench/README.md).
+Runs inside a private network namespace (re-executes itself there); needs root, coturn, Xvfb,
+and for `impaired` Debian's chromium and playwright (`scripts/setup.sh --test`).
 
-    .venv/bin/python -m bench.network [--calls 5]
+    .venv/bin/python -m bench.network [--calls 5] [--window 20] [--only impaired]
 """
 
 from __future__ import annotations
@@ -36,6 +46,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import netns
+from tests.support.xvfb import running_xvfb
+
+IMPAIRED = {"delay_ms": 40, "jitter_ms": 15, "loss": 0.02}
+SETTLE_S = 3.0  # of call before a measuring window (the senders' rate control settles)
 
 
 def _round(value: float | None) -> float | None:
@@ -124,25 +138,105 @@ async def outage(kiosk: Any, caller: Any, net: Any, length: float,
     return result
 
 
-async def run(calls: int) -> dict[str, Any]:
+async def kiosk_connected(kiosk: Any) -> None:
+    await kiosk.wait_for(lambda status: status["state"] == "connected"
+                         and status["call"]["media"].get("rendered_frames", 0) >= 5, 15)
+
+
+async def impaired_link(net: Any, folder: Path, window: float) -> dict[str, Any]:
+    """The three calls over the impaired link, each end measured over the same window."""
+    from playwright.async_api import async_playwright
+
+    from tests.e2e.test_browser import expect_status
+    from tests.support.nat import caller_in, place_call, running_kioskd
+    from tests.support.nat_browser import (
+        KioskSampler,
+        caller_page_url,
+        chromium_in,
+        open_page,
+        receiving_end,
+    )
+
+    report: dict[str, Any] = {
+        "link": "the kiosk's link (kiosk or browser in its place): "
+                f"{IMPAIRED['delay_ms']} +- {IMPAIRED['jitter_ms']} ms, "
+                f"{IMPAIRED['loss']:.0%} loss, both ways; the caller's link unimpaired",
+        "window_s": window,
+    }
+    (folder / "kiosk").mkdir()
+    net.link.set(**IMPAIRED)
+    try:
+        async with (async_playwright() as playwright,
+                    chromium_in(playwright, net.caller, folder, net.relay_url) as browser):
+            caller = await open_page(browser, caller_page_url(net, "alice-secret", call="kiosk"))
+            async with running_kioskd(net, folder / "kiosk", "udp",
+                                      "display.mode=window") as kiosk:
+                await kiosk.wait_for(lambda status: status["signaling"] == "online"
+                                     and status["state"] == "idle", 15)
+                await caller.click("#video-call")
+                await expect_status(caller, "connected")
+                await kiosk_connected(kiosk)
+                await asyncio.sleep(SETTLE_S)
+                at_kiosk, at_caller = await asyncio.gather(
+                    KioskSampler(kiosk).sample_for(window), receiving_end(caller, window))
+                report["chromium_to_kiosk"] = {"at_kiosk": at_kiosk,
+                                               "at_caller_page": at_caller}
+                await caller.click("#hangup")
+                await kiosk.wait_for(lambda status: status["state"] == "idle", 10)
+
+                async with caller_in(net) as scripted:
+                    await place_call(kiosk, scripted)
+                    await kiosk_connected(kiosk)
+                    await asyncio.sleep(SETTLE_S)
+                    report["aiortc_to_kiosk"] = {
+                        "at_kiosk": await KioskSampler(kiosk).sample_for(window)}
+                    await scripted.run(lambda c: c.hangup())
+                    await kiosk.wait_for(lambda status: status["state"] == "idle", 10)
+
+            # The browser in the kiosk's place: signed in as the kiosk, answering at once.
+            async with chromium_in(playwright, net.kiosk, folder, net.relay_url) as other:
+                callee = await open_page(other, caller_page_url(net, "kiosk-secret",
+                                                                autoanswer="1"))
+                await caller.click("#video-call")
+                await expect_status(caller, "connected")
+                await expect_status(callee, "connected")
+                await asyncio.sleep(SETTLE_S)
+                at_callee, at_caller = await asyncio.gather(receiving_end(callee, window),
+                                                            receiving_end(caller, window))
+                report["chromium_to_chromium"] = {"at_callee_page": at_callee,
+                                                  "at_caller_page": at_caller}
+                await caller.click("#hangup")
+                await expect_status(callee, "ended: hangup")
+    finally:
+        report["bridge_counters"] = {key: value for key, value in net.link.set(
+            delay_ms=0, jitter_ms=0, loss=0).items() if key != "ok"}
+    return report
+
+
+async def run(calls: int, window: float, only: str | None) -> dict[str, Any]:
     from tests.support.nat import caller_in, nat_topology, place_call, running_kioskd
 
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                    f"Python {platform.python_version()}",
         "path": "kiosk -> bridge -> NAT -> coturn (203.0.113.10) <- NAT <- caller",
-        "browser_in_kiosk_place": "not measured",
     }
     with tempfile.TemporaryDirectory(prefix="bench-network-") as tmp:
         folder = Path(tmp)
         with nat_topology(folder) as net:
+            if only in (None, "impaired"):
+                sub = folder / "impaired"
+                sub.mkdir()
+                report["impaired"] = await impaired_link(net, sub, window)
+            if only == "impaired":
+                return report
             report["setup_s"] = {}
             for transport in ("udp", "tcp"):
                 sub = folder / transport
                 sub.mkdir()
                 report["setup_s"][f"turn_{transport}"] = await set_up_times(net, sub, transport,
                                                                            calls)
-            sub = folder / "impaired"
+            sub = folder / "blip"
             sub.mkdir()
             async with running_kioskd(net, sub) as kiosk, caller_in(net) as caller:
                 await place_call(kiosk, caller)
@@ -159,10 +253,16 @@ async def run(calls: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=5, help="calls per TURN transport")
+    parser.add_argument("--window", type=float, default=20.0,
+                        help="seconds measured per call on the impaired link")
+    parser.add_argument("--only", choices=("impaired",), help="just that case")
     args = parser.parse_args()
     netns.run_module_inside("bench.network")
     logging.basicConfig(level=logging.WARNING)
-    print(json.dumps(asyncio.run(run(args.calls))))
+    with running_xvfb(1280, 720) as display:  # the kiosk's window
+        os.environ["DISPLAY"] = display
+        os.environ.pop("SDL_VIDEODRIVER", None)
+        print(json.dumps(asyncio.run(run(args.calls, args.window, args.only))))
 
 
 if __name__ == "__main__":
