@@ -143,8 +143,54 @@ async def kiosk_connected(kiosk: Any) -> None:
                          and status["call"]["media"].get("rendered_frames", 0) >= 5, 15)
 
 
-async def impaired_link(net: Any, folder: Path, window: float) -> dict[str, Any]:
-    """The three calls over the impaired link, each end measured over the same window."""
+# Click "Video call" and wait in the page for "connected": seconds (the page's clock).
+CLICK_TO_CONNECTED = """async () => {
+  const started = performance.now();
+  document.getElementById("video-call").click();
+  while (window.caller.state !== "connected") {
+    if (performance.now() - started > 15000) throw new Error(`still ${window.caller.state}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return (performance.now() - started) / 1000;
+}"""
+PRESENTED = "window.caller.presented.length"
+
+
+async def video_both_ways_again(counts: Any, timeout: float = 15) -> float:
+    """When both of `counts()` (frames shown at the caller, at the answerer) have grown by 3;
+    a count that went down restarted (a new connection)."""
+    before = await counts()
+    deadline = time.monotonic() + timeout
+    while True:
+        now = await counts()
+        before = tuple(min(b, n) for b, n in zip(before, now, strict=True))
+        if all(n >= b + 3 for b, n in zip(before, now, strict=True)):
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"video not back in {timeout} s: {before} -> {now}")
+        await asyncio.sleep(0.02)
+
+
+async def blip_2s(net: Any, counts: Any) -> dict[str, Any]:
+    net.link.down()
+    await asyncio.sleep(2.0)  # the blip itself
+    net.link.up()
+    back = time.monotonic()
+    try:
+        return {"link_up_to_video_both_ways_s": _round(await video_both_ways_again(counts) - back)}
+    except AssertionError as exc:
+        return {"link_up_to_video_both_ways_s": None, "error": str(exc)}
+
+
+def summary(times: list[float]) -> dict[str, Any]:
+    return {"p50": _round(statistics.median(times)), "max": _round(max(times)),
+            "all": [_round(t) for t in times]}
+
+
+async def browser_cases(net: Any, folder: Path, window: float, calls: int) -> dict[str, Any]:
+    """Chromium on the caller page calls the kiosk, then a Chromium in the kiosk's place:
+    set-up and a 2 s blip on a clean link, then the impaired link, each end measured over
+    the same window. Returns {"browser_in_kiosk_place": ..., "impaired": ...}."""
     from playwright.async_api import async_playwright
 
     from tests.e2e.test_browser import expect_status
@@ -157,60 +203,104 @@ async def impaired_link(net: Any, folder: Path, window: float) -> dict[str, Any]
         receiving_end,
     )
 
-    report: dict[str, Any] = {
+    side: dict[str, Any] = {"caller": "headless Chromium on the caller page, TURN/UDP",
+                            "setup": "click on Video call -> the caller page connected "
+                                     "(getUserMedia included), clean link",
+                            "blip": "the answerer's link down 2 s in a call: link-up -> 3 "
+                                    "new frames on screen at both ends"}
+    impaired: dict[str, Any] = {
         "link": "the kiosk's link (kiosk or browser in its place): "
                 f"{IMPAIRED['delay_ms']} +- {IMPAIRED['jitter_ms']} ms, "
                 f"{IMPAIRED['loss']:.0%} loss, both ways; the caller's link unimpaired",
         "window_s": window,
     }
     (folder / "kiosk").mkdir()
-    net.link.set(**IMPAIRED)
-    try:
-        async with (async_playwright() as playwright,
-                    chromium_in(playwright, net.caller, folder, net.relay_url) as browser):
-            caller = await open_page(browser, caller_page_url(net, "alice-secret", call="kiosk"))
-            async with running_kioskd(net, folder / "kiosk", "udp",
-                                      "display.mode=window") as kiosk:
+    async with (async_playwright() as playwright,
+                chromium_in(playwright, net.caller, folder, net.relay_url) as browser):
+        caller = await open_page(browser, caller_page_url(net, "alice-secret", call="kiosk"))
+
+        async def hang_up(answerer_idle: Any) -> None:
+            await caller.click("#hangup")
+            await answerer_idle()
+
+        async with running_kioskd(net, folder / "kiosk", "udp", "display.mode=window") as kiosk:
+            async def kiosk_idle() -> None:
                 await kiosk.wait_for(lambda status: status["signaling"] == "online"
                                      and status["state"] == "idle", 15)
-                await caller.click("#video-call")
-                await expect_status(caller, "connected")
+
+            async def kiosk_counts() -> tuple[int, int]:
+                media = ((await kiosk.status()).get("call") or {}).get("media") or {}
+                return await caller.evaluate(PRESENTED), media.get("rendered_frames", 0)
+
+            await kiosk_idle()
+            times = []
+            for _ in range(calls):
+                times.append(await caller.evaluate(CLICK_TO_CONNECTED))
                 await kiosk_connected(kiosk)
-                await asyncio.sleep(SETTLE_S)
-                at_kiosk, at_caller = await asyncio.gather(
-                    KioskSampler(kiosk).sample_for(window), receiving_end(caller, window))
-                report["chromium_to_kiosk"] = {"at_kiosk": at_kiosk,
-                                               "at_caller_page": at_caller}
-                await caller.click("#hangup")
-                await kiosk.wait_for(lambda status: status["state"] == "idle", 10)
+                await hang_up(kiosk_idle)
+            side["setup_s"] = {"kiosk": summary(times)}
+            await caller.click("#video-call")
+            await expect_status(caller, "connected")
+            await kiosk_connected(kiosk)
+            side["blip"] = {"kiosk": await blip_2s(net, kiosk_counts)}
+            await hang_up(kiosk_idle)
 
-                async with caller_in(net) as scripted:
-                    await place_call(kiosk, scripted)
-                    await kiosk_connected(kiosk)
-                    await asyncio.sleep(SETTLE_S)
-                    report["aiortc_to_kiosk"] = {
-                        "at_kiosk": await KioskSampler(kiosk).sample_for(window)}
-                    await scripted.run(lambda c: c.hangup())
-                    await kiosk.wait_for(lambda status: status["state"] == "idle", 10)
+            net.link.set(**IMPAIRED)
+            await caller.click("#video-call")
+            await expect_status(caller, "connected")
+            await kiosk_connected(kiosk)
+            await asyncio.sleep(SETTLE_S)
+            at_kiosk, at_caller = await asyncio.gather(
+                KioskSampler(kiosk).sample_for(window), receiving_end(caller, window))
+            impaired["chromium_to_kiosk"] = {"at_kiosk": at_kiosk, "at_caller_page": at_caller}
+            await hang_up(kiosk_idle)
 
-            # The browser in the kiosk's place: signed in as the kiosk, answering at once.
-            async with chromium_in(playwright, net.kiosk, folder, net.relay_url) as other:
-                callee = await open_page(other, caller_page_url(net, "kiosk-secret",
-                                                                autoanswer="1"))
-                await caller.click("#video-call")
-                await expect_status(caller, "connected")
-                await expect_status(callee, "connected")
+            async with caller_in(net) as scripted:
+                await place_call(kiosk, scripted)
                 await asyncio.sleep(SETTLE_S)
-                at_callee, at_caller = await asyncio.gather(receiving_end(callee, window),
-                                                            receiving_end(caller, window))
-                report["chromium_to_chromium"] = {"at_callee_page": at_callee,
-                                                  "at_caller_page": at_caller}
-                await caller.click("#hangup")
+                impaired["aiortc_to_kiosk"] = {
+                    "at_kiosk": await KioskSampler(kiosk).sample_for(window)}
+                await scripted.run(lambda c: c.hangup())
+                await kiosk_idle()
+            net.link.set(delay_ms=0, jitter_ms=0, loss=0)
+
+        # The browser in the kiosk's place: signed in as the kiosk, answering at once.
+        async with chromium_in(playwright, net.kiosk, folder, net.relay_url) as other:
+            callee = await open_page(other, caller_page_url(net, "kiosk-secret", autoanswer="1"))
+
+            async def callee_idle() -> None:
                 await expect_status(callee, "ended: hangup")
-    finally:
-        report["bridge_counters"] = {key: value for key, value in net.link.set(
-            delay_ms=0, jitter_ms=0, loss=0).items() if key != "ok"}
-    return report
+
+            async def page_counts() -> tuple[int, int]:
+                return await caller.evaluate(PRESENTED), await callee.evaluate(PRESENTED)
+
+            times = []
+            for _ in range(calls):
+                times.append(await caller.evaluate(CLICK_TO_CONNECTED))
+                await expect_status(callee, "connected")
+                await hang_up(callee_idle)
+            side["setup_s"]["browser"] = summary(times)
+            await caller.click("#video-call")
+            await expect_status(callee, "connected")
+            await caller.wait_for_function(f"{PRESENTED} > 0")
+            side["blip"]["browser"] = await blip_2s(net, page_counts)
+            side["blip"]["browser"]["call_went_on"] = await caller.evaluate(
+                "window.caller.state") == "connected"
+            await hang_up(callee_idle)
+
+            net.link.set(**IMPAIRED)
+            await caller.click("#video-call")
+            await expect_status(caller, "connected")
+            await expect_status(callee, "connected")
+            await asyncio.sleep(SETTLE_S)
+            at_callee, at_caller = await asyncio.gather(receiving_end(callee, window),
+                                                        receiving_end(caller, window))
+            impaired["chromium_to_chromium"] = {"at_callee_page": at_callee,
+                                                "at_caller_page": at_caller}
+            await hang_up(callee_idle)
+    impaired["bridge_counters"] = {key: value for key, value in net.link.set(
+        delay_ms=0, jitter_ms=0, loss=0).items() if key != "ok"}
+    return {"browser_in_kiosk_place": side, "impaired": impaired}
 
 
 async def run(calls: int, window: float, only: str | None) -> dict[str, Any]:
@@ -224,11 +314,11 @@ async def run(calls: int, window: float, only: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-network-") as tmp:
         folder = Path(tmp)
         with nat_topology(folder) as net:
-            if only in (None, "impaired"):
-                sub = folder / "impaired"
+            if only in (None, "browser"):
+                sub = folder / "browser"
                 sub.mkdir()
-                report["impaired"] = await impaired_link(net, sub, window)
-            if only == "impaired":
+                report.update(await browser_cases(net, sub, window, calls))
+            if only == "browser":
                 return report
             report["setup_s"] = {}
             for transport in ("udp", "tcp"):
@@ -255,7 +345,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=5, help="calls per TURN transport")
     parser.add_argument("--window", type=float, default=20.0,
                         help="seconds measured per call on the impaired link")
-    parser.add_argument("--only", choices=("impaired",), help="just that case")
+    parser.add_argument("--only", choices=("browser",),
+                        help="just the Chromium cases (browser_in_kiosk_place, impaired)")
     args = parser.parse_args()
     netns.run_module_inside("bench.network")
     logging.basicConfig(level=logging.WARNING)
