@@ -13,7 +13,7 @@ rendered per second, freezes (gaps of more than 200 ms between frames on screen:
 the presentation times of `requestVideoFrameCallback` on its remote <video>, on the kiosk
 its screen's rendered-frame count read every 25 ms over the control socket), and audio
 concealment (the page: getStats' concealedSamples / totalSamplesReceived; the kiosk: the
-samples its decoder gave out against the 48 kHz clock, and the packets RTCP reports lost).
+samples its decoder gave out against the 48 kHz clock, as it keeps no concealment count).
 """
 
 from __future__ import annotations
@@ -209,7 +209,8 @@ class KioskSampler:
             "freezes": freezes(shown),
             "video_size": last.get("video_size"),
             "audio_samples_vs_clock": _ratio(audio1 - audio0, elapsed * AUDIO_RATE),
-            "packets_lost_rtcp": last.get("packets_lost"),
+            # The far end's receiver reports: packets the kiosk sent that it lost, whole call.
+            "sent_packets_lost_far_end": last.get("packets_lost"),
             "capture_to_screen_ms": {"p50": last.get("screen_latency_ms_p50"),
                                      "p95": last.get("screen_latency_ms_p95")},
         }
