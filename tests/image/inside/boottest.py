@@ -44,7 +44,7 @@ def wait_for(condition: Any, timeout: float) -> bool:
 
 
 async def call_the_kiosk() -> dict[str, Any]:
-    caller = ScriptedCaller(RELAY, "alice-secret")
+    caller = ScriptedCaller(RELAY, "alice-secret", answer_reoffers=True)  # as browsers do
     await caller.connect()
     try:
         await caller.call("kiosk", "video")
@@ -55,7 +55,9 @@ async def call_the_kiosk() -> dict[str, Any]:
         received = {"video_frames": caller.sink.video_frames,
                     "audio_frames": caller.sink.audio_frames,
                     "stamps_decoded": caller.sink.stats()["stamps_decoded"]}
-        during = kioskctl_json("status")
+        # In a thread: kioskctl takes seconds to start under emulation, and the caller's
+        # event loop must go on sending (else the kiosk rightly finds the path lost).
+        during = await asyncio.to_thread(kioskctl_json, "status")
         await caller.hangup()  # (the caller starts a new sink for its next call)
         return {"answered_by": answer.get("from"), **received, "status": during}
     finally:
