@@ -8,10 +8,7 @@ connection it has (the web app's way, `reoffer=in-place`) or on a new one
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import time
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -21,7 +18,7 @@ from kioskd.relay.server import running_relay
 from tests.e2e.conftest import UI_TIMEOUT_MS, missing
 from tests.e2e.test_browser import expect_status, page_stats
 from tests.integration.conftest import TOKENS
-from tests.integration.test_network_changes import next_line
+from tests.support.kioskd_process import kioskd_inside
 from tests.support.topology import joined_namespace
 
 pytestmark = [
@@ -32,17 +29,8 @@ pytestmark = [
 ]
 
 
-async def kiosk_reaches(control: Path, state: str, timeout: float) -> None:
-    """Poll the kiosk's control socket (it runs in another process) until its call state is
-    `state`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        reply = await request(control, "status")
-        if (reply.get("status") or {}).get("state") == state:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the kiosk is not {state}: {reply}")
-        await asyncio.sleep(0.05)  # another process: nothing to wait on but its answers
+def state_is(state: str):
+    return lambda status: status["state"] == state
 
 
 @pytest.mark.parametrize("mode", ["in-place", "new-connection"])
@@ -50,73 +38,48 @@ async def test_the_call_goes_on_after_the_kiosk_roams(browser, tmp_path, mode):
     with joined_namespace() as kiosk_net:
         # Listening on every address of the suite's namespace: the kiosk comes over the veth
         # pair, the page from 127.0.0.1 (a secure context, so the camera API is there).
-        async with running_relay(TOKENS, host="0.0.0.0") as relay:
+        async with (running_relay(TOKENS, host="0.0.0.0") as relay,
+                    kioskd_inside(kiosk_net.inside,
+                                  f"http://{kiosk_net.near}:{relay.url.rsplit(':', 1)[1]}",
+                                  tmp_path) as kiosk):
             port = relay.url.rsplit(":", 1)[1]
-            token = tmp_path / "token"
-            token.write_text("kiosk-secret\n")
-            control = tmp_path / "control.sock"
-            kiosk = await asyncio.create_subprocess_exec(
-                *kiosk_net.inside(sys.executable, "-m", "kioskd",
-                                  "--set", f"signaling.url=http://{kiosk_net.near}:{port}",
-                                  "--set", f"signaling.token_file={token}",
-                                  "--set", f"control.socket={control}",
-                                  "--set", f"calllog.path={tmp_path / 'calls.sqlite3'}",
-                                  "--set", "video.width=320", "--set", "video.height=240"),
-                stderr=asyncio.subprocess.PIPE)
-            drain: asyncio.Future[bytes] | None = None
-            try:
-                await next_line(kiosk.stderr, "connected to signaling server", 15)
-                drain = asyncio.ensure_future(kiosk.stderr.read())  # never let it block
-                page = browser.pages[0] if browser.pages else await browser.new_page()
-                query = urlencode({"token": "alice-secret", "call": "kiosk", "reoffer": mode})
-                await page.goto(f"http://127.0.0.1:{port}/?{query}")
-                await page.click("#video-call")
-                await expect_status(page, "connected")
-                before = await page_stats(page, "s.framesDecoded > 10")
-                call_id = await page.evaluate("window.caller.events.find(e => e.dir === 'out'"
-                                              " && e.event === 'webrtc:offer').callId")
+            await kiosk.line("connected to signaling server", 15)
+            page = browser.pages[0] if browser.pages else await browser.new_page()
+            query = urlencode({"token": "alice-secret", "call": "kiosk", "reoffer": mode})
+            await page.goto(f"http://127.0.0.1:{port}/?{query}")
+            await page.click("#video-call")
+            await expect_status(page, "connected")
+            before = await page_stats(page, "s.framesDecoded > 10")
+            call_id = await page.evaluate("window.caller.events.find(e => e.dir === 'out'"
+                                          " && e.event === 'webrtc:offer').callId")
 
-                # The roam: the kiosk's address goes and a new one comes.
-                kiosk_net.ip("addr", "del", f"{kiosk_net.far}/24", "dev", kiosk_net.far_link)
-                kiosk_net.ip("addr", "add", "192.0.2.3/24", "dev", kiosk_net.far_link)
-                roamed = time.monotonic()
+            # The roam: the kiosk's address goes and a new one comes.
+            kiosk_net.ip("addr", "del", f"{kiosk_net.far}/24", "dev", kiosk_net.far_link)
+            kiosk_net.ip("addr", "add", "192.0.2.3/24", "dev", kiosk_net.far_link)
+            roamed = time.monotonic()
 
-                await page.wait_for_function(
-                    "window.caller.events.some(e => e.dir === 'in' && e.event === 'webrtc:offer')",
-                    timeout=10_000)  # the kiosk's re-offer
-                await kiosk_reaches(control, "connected", timeout=10)
-                kiosk_back = time.monotonic() - roamed
-                # Pictures flow to the page again, from the kiosk's new connection.
-                now = await page_stats(page, "s.connectionState === 'connected'")
-                floor = now["framesDecoded"] if now["framesDecoded"] < before["framesDecoded"] \
-                    else before["framesDecoded"]
-                await page_stats(page, f"s.framesDecoded > {floor + 10}",
-                                 timeout_ms=UI_TIMEOUT_MS)
-                media_back = time.monotonic() - roamed
-                print(f"\nroam ({mode}): kiosk connected again {kiosk_back:.2f} s, "
-                      f"10 new frames at the page {media_back:.2f} s after the address change")
+            await page.wait_for_function(
+                "window.caller.events.some(e => e.dir === 'in' && e.event === 'webrtc:offer')",
+                timeout=10_000)  # the kiosk's re-offer
+            await kiosk.wait_for(state_is("connected"), timeout=10)
+            kiosk_back = time.monotonic() - roamed
+            # Pictures flow to the page again, from the kiosk's new connection.
+            now = await page_stats(page, "s.connectionState === 'connected'")
+            floor = min(now["framesDecoded"], before["framesDecoded"])
+            await page_stats(page, f"s.framesDecoded > {floor + 10}", timeout_ms=UI_TIMEOUT_MS)
+            media_back = time.monotonic() - roamed
+            print(f"\nroam ({mode}): kiosk connected again {kiosk_back:.2f} s, "
+                  f"10 new frames at the page {media_back:.2f} s after the address change")
 
-                await expect_status(page, "connected")
-                events = await page.evaluate("window.caller.events")
-                out = [e["event"] for e in events if e["dir"] == "out"]
-                assert "webrtc:call-end" not in out and "webrtc:call-reject" not in out
-                reoffers = [e for e in events if e["dir"] == "in" and e["event"] == "webrtc:offer"]
-                assert len(reoffers) >= 1 and all(e["callId"] == call_id for e in reoffers)
-                status = await request(control, "status")
-                assert status["status"]["call"]["call_id"] == call_id
-                calls = await request(control, "calls")
-                assert len(calls["calls"]) == 1  # one call, in progress, never ended
-                kiosk.terminate()
-                log = (await asyncio.wait_for(drain, 15)).decode()
-                # Lost as soon as its address went, not after the watchdog's 2 s of silence.
-                assert f"its addresses ['{kiosk_net.far}'] are gone" in log
-            finally:
-                if kiosk.returncode is None:
-                    kiosk.terminate()
-                    try:
-                        await asyncio.wait_for(kiosk.wait(), 10)
-                    except TimeoutError:
-                        kiosk.kill()
-                        await kiosk.wait()
-                if drain is not None:
-                    await drain
+            await expect_status(page, "connected")
+            events = await page.evaluate("window.caller.events")
+            out = [e["event"] for e in events if e["dir"] == "out"]
+            assert "webrtc:call-end" not in out and "webrtc:call-reject" not in out
+            reoffers = [e for e in events if e["dir"] == "in" and e["event"] == "webrtc:offer"]
+            assert len(reoffers) >= 1 and all(e["callId"] == call_id for e in reoffers)
+            status = await kiosk.status()
+            assert status["call"]["call_id"] == call_id
+            calls = await request(kiosk.control, "calls")
+            assert len(calls["calls"]) == 1  # one call, in progress, never ended
+            # Lost as soon as its address went, not after the watchdog's 2 s of silence.
+            await kiosk.line(f"its addresses ['{kiosk_net.far}'] are gone", 1)

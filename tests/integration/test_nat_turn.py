@@ -4,8 +4,9 @@ The real `kioskd` runs in a namespace behind a masquerading NAT, with a user-spa
 its link that can take the link down; the caller (a ScriptedCaller with TURN) sits behind
 another NAT; the relay and coturn are on a "public" namespace that forwards nothing between
 the two (tests/support/nat.py). Cases: a call through TURN over UDP and over TCP; a 2 s blip
-on the kiosk's link (the call goes on); a 10 s outage (the call ends, the kiosk is callable
-again soon after the link is back). The seconds measured are printed (pytest -s) and
+on the kiosk's link (the call goes on); a roam to a new address (the kiosk re-offers, the call
+goes on); a 10 s outage (the call ends, the kiosk is callable again soon after the link is
+back). The seconds measured are printed (pytest -s) and
 docs/network.md keeps the numbers of a run; bench/network.py measures them too.
 """
 
@@ -20,10 +21,13 @@ import pytest
 
 from tests.support.nat import (
     COTURN_HINT,
+    KIOSK_ADDRESS,
+    KIOSK_GATEWAY,
     caller_in,
     media_flowing_again,
     nat_topology,
     place_call,
+    resolved,
     running_kioskd,
 )
 
@@ -70,6 +74,24 @@ async def test_a_two_second_blip_and_the_call_goes_on(net, tmp_path):
         status = await kiosk.status()
         assert status["state"] == "connected" and status["call"]["call_id"] == call_id, status
         assert flowing - back < 3.0  # target 2 s; margin for a shared machine
+
+
+async def test_a_roam_to_a_new_address_and_the_same_call_goes_on(net, tmp_path):
+    async with running_kioskd(net, tmp_path) as kiosk, caller_in(net) as caller:
+        await place_call(kiosk, caller)
+        call_id = (await kiosk.status())["call"]["call_id"]
+        # Another access point, a new lease: the old address (and the TURN allocation made
+        # from it) is gone; the kiosk re-offers through a new allocation.
+        net.kiosk.ip("addr", "del", f"{KIOSK_ADDRESS}/24", "dev", "eth0")
+        net.kiosk.ip("addr", "add", "192.0.2.3/24", "dev", "eth0")
+        net.kiosk.ip("route", "add", "default", "via", KIOSK_GATEWAY)
+        roamed = time.monotonic()
+        flowing = await media_flowing_again(kiosk, caller, timeout=10)
+        print(f"roam: media both ways {flowing - roamed:.2f} s after the address changed")
+        status = await kiosk.status()
+        assert status["state"] == "connected" and status["call"]["call_id"] == call_id, status
+        assert await caller.run(lambda c: resolved(c.reoffers_answered)) >= 1
+        await kiosk.line("are gone: the media path is lost", 1, after=roamed)
 
 
 @pytest.mark.parametrize("carrier", [

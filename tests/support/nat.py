@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 
 from tests.support import impair as impair_module
 from tests.support import netns
+from tests.support.kioskd_process import KioskDaemon, kioskd_inside
 
 T = TypeVar("T")
 
@@ -397,95 +398,17 @@ def nat_topology(folder: Path, seed: int = 1) -> Iterator[NatTopology]:
 # -- the kiosk daemon in its namespace -------------------------------------------------------
 
 
-class KioskDaemon:
-    """`kioskd` as a process in the kiosk's namespace; its log lines kept with the time they
-    arrived, its status read over the control socket (a Unix socket: no namespace)."""
-
-    def __init__(self, process: asyncio.subprocess.Process, control: Path) -> None:
-        self.process = process
-        self.control = control
-        self.lines: list[tuple[float, str]] = []
-        self._new_line = asyncio.Event()
-        self._reader = asyncio.ensure_future(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stderr is not None
-        while line := await self.process.stderr.readline():
-            self.lines.append((time.monotonic(), line.decode(errors="replace").rstrip()))
-            self._new_line.set()
-
-    def log(self) -> str:
-        return "\n".join(line for _, line in self.lines)
-
-    async def line(self, needle: str, timeout: float, after: float = 0.0) -> float:
-        """The time of the first line with `needle` that arrived after `after`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for at, text in self.lines:
-                if at >= after and needle in text:
-                    return at
-            if self.process.returncode is not None or self._reader.done():
-                raise AssertionError(f"kioskd exited before saying {needle!r}:\n{self.log()}")
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"kioskd did not say {needle!r} in {timeout} s:\n"
-                                     + self.log()[-4000:])
-            self._new_line.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._new_line.wait(), left)
-
-    async def status(self) -> dict[str, Any]:
-        from kioskd.control import request
-
-        reply = await request(self.control, "status")
-        return reply["status"]
-
-    async def wait_for(self, check: Callable[[dict[str, Any]], bool], timeout: float,
-                       every: float = 0.05) -> dict[str, Any]:
-        """Poll the status until `check(status)`; returns that status."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with contextlib.suppress(OSError):  # the control socket is not there yet
-                status = await self.status()
-                if check(status):
-                    return status
-            if time.monotonic() > deadline:
-                raise AssertionError(f"kiosk status not reached in {timeout} s: "
-                                     f"{status if 'status' in locals() else None}")
-            await asyncio.sleep(every)
-
-
 @contextlib.asynccontextmanager
 async def running_kioskd(net: NatTopology, folder: Path, transport: str = "udp",
                          *overrides: str) -> AsyncIterator[KioskDaemon]:
-    token, secret = folder / "token", folder / "turn-secret"
-    token.write_text("kiosk-secret\n")
+    """The kiosk behind its NAT, with coturn's shared secret for TURN over `transport`."""
+    secret = folder / "turn-secret"
     secret.write_text(net.turn_secret + "\n")
-    control = folder / "control.sock"
     servers = (f'rtc.ice_servers=[{{ urls = ["{net.turn_url(transport)}"], '
                f'secret_file = "{secret}" }}]')
-    process = await asyncio.create_subprocess_exec(
-        *net.kiosk.inside(sys.executable, "-m", "kioskd",
-                          "--set", f"signaling.url={net.relay_url}",
-                          "--set", f"signaling.token_file={token}",
-                          "--set", f"control.socket={control}",
-                          "--set", f"calllog.path={folder / 'calls.sqlite3'}",
-                          "--set", "video.width=320", "--set", "video.height=240",
-                          "--set", "video.fps=15", "--set", servers,
-                          *[arg for override in overrides for arg in ("--set", override)]),
-        stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    daemon = KioskDaemon(process, control)
-    try:
+    async with kioskd_inside(net.kiosk.inside, net.relay_url, folder, "video.fps=15", servers,
+                             *overrides) as daemon:
         yield daemon
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        await asyncio.gather(daemon._reader, return_exceptions=True)
 
 
 # -- the caller in its namespace --------------------------------------------------------------
