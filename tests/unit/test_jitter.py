@@ -131,9 +131,30 @@ def test_a_frame_with_a_lost_packet_waits_for_its_retransmission(lost):
     clock.now += 0.03
     pli, frame = buffer.add(missing)  # the retransmission, within GIVE_UP_S
     assert not pli and frame is not None and frame.data == INTER + b"p1.1p1.2"
-    # The frames held behind it leave one per packet added, as aiortc takes one at a time.
+    # Without a way to the decoder, the frames held behind it leave one per packet added, as
+    # aiortc takes one at a time: every later frame is two frames late.
     assert frames_out(buffer, stream(109, [(INTER, 2), (INTER, 1)])) == [
         INTER + b"p2.1", INTER, INTER + b"p0.1"]
+
+
+@pytest.mark.parametrize("lost", [3, 4, 5], ids=["first", "middle", "marker"])
+def test_a_retransmission_releases_every_frame_it_completes_at_once(lost):
+    packets = stream(100, [(KEY, 3), (INTER, 3), (INTER, 2), (INTER, 1)])
+    missing = packets.pop(lost)
+    delivered: list[tuple[bytes, int, int]] = []
+    clock = Clock()
+    buffer = MarkerJitterBuffer(clock=clock, deliver=lambda frame, pt: delivered.append(
+        (frame.data, frame.timestamp, pt)))
+    assert frames_out(buffer, packets, clock, 0.03) == [KEY + b"p0.1p0.2"]
+    missing.payload_type = 96
+    clock.now += 0.03
+    pli, frame = buffer.add(missing)
+    # The earlier frames go to the decoder first, in order; aiortc queues the returned one.
+    assert delivered == [(INTER + b"p1.1p1.2", 6750, 96), (INTER + b"p2.1", 10500, 96)]
+    assert not pli and frame is not None and (frame.data, frame.timestamp) == (INTER, 14250)
+    # Nothing is left behind: the next frame leaves with its own marker.
+    assert frames_out(buffer, stream(109, [(INTER, 1)])) == [INTER]
+    assert len(delivered) == 2
 
 
 @pytest.mark.parametrize("lost", [3, 4, 5], ids=["first", "middle", "marker"])
@@ -296,6 +317,26 @@ async def test_aiortc_s_receiver_nacks_holes_the_buffer_nacks_again_then_sends_i
     assert len(plis) == 1 and plis[0].media_ssrc == 5
 
 
+async def test_frames_a_retransmission_completes_reach_the_receivers_decoder_in_order():
+    transport = FakeTransport()
+    receiver = RTCRtpReceiver("video", transport)  # type: ignore[arg-type]
+    receiver._RTCRtpReceiver__codecs[VP8.payloadType] = VP8  # what receive() would set
+    receiver._RTCRtpReceiver__decoder_thread = object()  # started, as receive() would
+    receiver._set_rtcp_ssrc(1)
+    assert release_frames_on_marker(receiver)
+    packets = stream(200, [(KEY, 1), (INTER, 2), (INTER, 1), (INTER, 1)])
+    missing = packets.pop(1)  # the second frame's first packet
+    for p in [*packets, missing]:
+        p.payload_type, p.ssrc = VP8.payloadType, 5
+        p.payload = (b"\x10" if p._data[:1] in (KEY[:1], INTER[:1]) else b"\x00") + p._data
+        await receiver._handle_rtp_packet(p, arrival_time_ms=0)
+    queue = receiver._RTCRtpReceiver__decoder_queue
+    queued = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert [(codec.payloadType, frame.timestamp) for codec, frame in queued] == [
+        (VP8.payloadType, 0), (VP8.payloadType, 3750), (VP8.payloadType, 7500),
+        (VP8.payloadType, 11250)]  # all four, in order, timestamps mapped from the first
+
+
 async def test_the_receivers_of_this_aiortc_take_them():
     pc = RTCPeerConnection()
     try:
@@ -304,6 +345,7 @@ async def test_the_receivers_of_this_aiortc_take_them():
         assert release_frames_on_marker(video) and conceal_lost_audio(audio)
         assert isinstance(video._RTCRtpReceiver__jitter_buffer, MarkerJitterBuffer)
         assert video._RTCRtpReceiver__jitter_buffer._nack is not None  # NACKs holes again
+        assert video._RTCRtpReceiver__jitter_buffer._deliver is not None  # no backlog
         assert isinstance(audio._RTCRtpReceiver__jitter_buffer, ConcealingJitterBuffer)
         assert not release_frames_on_marker(object())  # elsewhere: says so, keeps going
     finally:

@@ -74,16 +74,21 @@ def _extend(sequence_number: int, highest: int | None) -> int:
 
 class MarkerJitterBuffer:
     """The video receiver's buffer: aiortc's contract, `add(packet) -> (pli, frame or None)`,
-    where pli asks aiortc's receiver to send a picture loss indication. At most one frame
-    leaves per packet added, as with aiortc's (a second complete one leaves with the next).
-    `nack(media_ssrc, sequence_numbers)` sends a NACK."""
+    where pli asks aiortc's receiver to send a picture loss indication.
+    `nack(media_ssrc, sequence_numbers)` sends a NACK. aiortc takes at most one frame per
+    packet added, so when a retransmission completes several frames at once, the earlier
+    ones go to `deliver(frame, payload_type)` (the receiver's decoder queue) and the last is
+    returned; without `deliver` the others would leave one per later packet, and every frame
+    after a filled hole would stay that many frames late for the rest of the call."""
 
     def __init__(self, capacity: int = VIDEO_CAPACITY,
                  clock: Callable[[], float] = time.monotonic,
-                 nack: Callable[[int, list[int]], None] | None = None) -> None:
+                 nack: Callable[[int, list[int]], None] | None = None,
+                 deliver: Callable[[JitterFrame, int], None] | None = None) -> None:
         self.capacity = capacity
         self._clock = clock
         self._nack = nack
+        self._deliver = deliver
         self._last_nack = -math.inf
         self._packets: dict[int, RtpPacket] = {}  # by extended sequence number, all >= _next
         self._highest: int | None = None  # extended number of the newest packet
@@ -112,8 +117,19 @@ class MarkerJitterBuffer:
             pli = self._give_up(now)
         self._packets[seq] = packet
         self._highest = max(self._highest, seq)
+        pli, ready = self._release(packet, now, pli)
+        if not ready:
+            return pli, None
+        if self._deliver is not None:
+            for frame in ready[:-1]:
+                self._deliver(frame, packet.payload_type)
+        return pli, ready[-1]
 
-        while True:
+    def _release(self, packet: RtpPacket, now: float, pli: bool) -> tuple[bool, list[JitterFrame]]:
+        """The complete frames that can leave now, in order (only the first without
+        `deliver`), and whether to send a PLI."""
+        ready: list[JitterFrame] = []
+        while self._deliver is not None or not ready:
             packets = self._frame_at_next()
             if packets is not None:
                 self._drop_below(self._next + len(packets))
@@ -125,18 +141,21 @@ class MarkerJitterBuffer:
                     pli = self._request_keyframe(now) or pli
                     continue
                 self._need_keyframe = False
-                return pli, JitterFrame(data=data, timestamp=packets[0].timestamp)
+                ready.append(JitterFrame(data=data, timestamp=packets[0].timestamp))
+                continue
+            assert self._highest is not None  # a packet is in
             if len(self._packets) == self._highest - self._next + 1:
-                return pli, None  # no hole: the frame is still arriving
+                break  # no hole: the frame is still arriving
             if self._blocked_since is None:
                 self._blocked_since = self._last_nack = now  # aiortc NACKed it just now
             if now - self._blocked_since < GIVE_UP_S:
                 if now - self._last_nack >= NACK_INTERVAL_S and self._nack is not None:
                     self._last_nack = now
                     self._nack(packet.ssrc, self._missing())
-                return pli, None  # waiting for the retransmission
+                break  # waiting for the retransmission
             self._drop_below(self._first_after_hole())
             pli = self._give_up(now) or pli
+        return pli, ready
 
     def _frame_at_next(self) -> list[RtpPacket] | None:
         """The packets of the frame starting at _next if they are all in, else None."""
@@ -276,8 +295,30 @@ def release_frames_on_marker(receiver: Any) -> bool:
     """Give a video `RTCRtpReceiver` the MarkerJitterBuffer. Call it before packets arrive
     (right after addTransceiver). False, and a warning, if this aiortc keeps its buffer
     elsewhere: the receiver then keeps aiortc's own, one frame slower."""
-    return _install(receiver, MarkerJitterBuffer(nack=nack_sender(receiver)),
+    return _install(receiver, MarkerJitterBuffer(nack=nack_sender(receiver),
+                                                 deliver=frame_deliverer(receiver)),
                     "video frames leave its jitter buffer one frame late")
+
+
+def frame_deliverer(receiver: Any) -> Callable[[JitterFrame, int], None] | None:
+    """Hand an encoded frame to the receiver's decoder thread as its `_handle_rtp_packet`
+    does with the frame `add` returns; None if this aiortc keeps them elsewhere."""
+    try:
+        decoder_queue = receiver._RTCRtpReceiver__decoder_queue
+        timestamps = receiver._RTCRtpReceiver__timestamp_mapper
+        codecs = receiver._RTCRtpReceiver__codecs
+    except AttributeError:
+        log.warning("this aiortc keeps its decoder queue elsewhere: after a retransmission, "
+                    "video stays late by the frames it held back")
+        return None
+
+    def deliver(frame: JitterFrame, payload_type: int) -> None:
+        codec = codecs.get(payload_type)
+        if codec is None or receiver._RTCRtpReceiver__decoder_thread is None:
+            return  # not started, or stopped
+        frame.timestamp = timestamps.map(frame.timestamp)
+        decoder_queue.put((codec, frame))
+    return deliver
 
 
 def nack_sender(receiver: Any) -> Callable[[int, list[int]], None]:
