@@ -1,12 +1,15 @@
 """One call's remote tracks, drained and measured, with the video shown on the kiosk screen.
 
-The sink is made per call (`make_video_sink`); the screen lives on. It counts the frames the
-screen drew since the call's sink started, and hands the caller's audio level to the screen's
-audio-call meter.
+The sink is made per call (`make_video_sink`); the screen lives on. It hands each video frame
+to the screen when the frame is due (`pacing.PlayoutClock`), counts the frames the screen drew
+since the call's sink started, and hands the caller's audio level to the screen's audio-call
+meter.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections import deque
 from typing import Any
@@ -14,6 +17,7 @@ from typing import Any
 import av
 
 from ..media.measure import MeasuringSink, percentiles
+from .pacing import MAX_JUMP_S, PlayoutClock
 from .screen import KioskScreen
 
 
@@ -27,8 +31,11 @@ class ScreenSink(MeasuringSink):
     LEVEL_INTERVAL_S = 0.1
 
     def __init__(self, screen: KioskScreen) -> None:
-        super().__init__(on_video_frame=screen.show_remote)
+        super().__init__(on_video_frame=self._pace)
         self.screen = screen
+        self._playout = PlayoutClock()
+        self._held: deque[asyncio.TimerHandle] = deque()  # frames waiting to be due
+        self._shown_media = -math.inf  # media time of the last frame handed to the screen
         self._rendered_base = screen.rendered_frames
         self._started_at: float | None = None
         self._first_rendered_at: float | None = None
@@ -39,6 +46,33 @@ class ScreenSink(MeasuringSink):
             self._started_at = time.monotonic()
             self._rendered_base = self.screen.rendered_frames
         await super().start()
+
+    async def stop(self) -> None:
+        await super().stop()
+        while self._held:
+            self._held.popleft().cancel()
+
+    def _pace(self, frame: av.VideoFrame) -> None:
+        """Hand `frame` to the screen when it is due (now, if it carries no media time)."""
+        if frame.pts is None or frame.time_base is None:
+            self.screen.show_remote(frame)
+            return
+        media = float(frame.pts * frame.time_base)
+        wait = self._playout.wait(media, time.monotonic())
+        if wait < 0.002:
+            self._show(frame, media)
+            return
+        loop = asyncio.get_running_loop()
+        while self._held and self._held[0].when() <= loop.time():
+            self._held.popleft()  # run already
+        self._held.append(loop.call_later(wait, self._show, frame, media))
+
+    def _show(self, frame: av.VideoFrame, media: float) -> None:
+        # A frame held back behind one that went first is stale (unless a new stream began).
+        if self._shown_media - MAX_JUMP_S <= media <= self._shown_media:
+            return
+        self._shown_media = media
+        self.screen.show_remote(frame)
 
     @property
     def rendered_frames(self) -> int:
@@ -71,6 +105,7 @@ class ScreenSink(MeasuringSink):
             rendered_frames=self.rendered_frames,
             first_rendered_at=self._first_rendered_at,
             render_fps=screen["fps"],
+            playout_delay_ms=round(self._playout.delay_s * 1000),
             render_cost_ms_p50=screen["render_cost_ms_p50"],
             render_cost_ms_p95=screen["render_cost_ms_p95"],
             **percentiles("screen_latency_ms", list(self.screen_latencies_ms)),
