@@ -12,6 +12,7 @@ from kioskd.call.machine import (
     GRACE,
     PEER_CLOSED,
     PEER_CLOSED_WAIT_S,
+    REOFFER_RETRY,
     RING,
     CallMachine,
     Timeouts,
@@ -299,7 +300,8 @@ def test_every_path_back_to_idle_releases_and_cancels_timers():
         effects = m.handle(trigger, 1)
         assert [e for e in effects if isinstance(e, ev.Release)], trigger
         cancelled = {e.name for e in effects if isinstance(e, ev.CancelTimer)}
-        assert cancelled == {RING, ANSWER_DELAY, CONNECT, GRACE, PEER_CLOSED}
+        assert cancelled == {RING, ANSWER_DELAY, CONNECT, GRACE, PEER_CLOSED,
+                             REOFFER_RETRY}
 
 
 def test_table_is_the_only_source_of_transitions():
@@ -399,6 +401,29 @@ def test_recovery_is_bounded_by_the_grace():
     effects = m.handle(ev.TimerFired(GRACE, "r1"), 8.0)
     assert finished(effects) == [("answered", "connection lost")]
     assert sent(effects) == [p.CallEnd("alice", "failed", call_id="r1")]
+
+
+def test_a_reoffer_answered_but_not_connected_is_made_again_within_the_grace():
+    m = machine()
+    call = answered_call(m, call_id="r1")
+    lost_path(m, call)
+    effects = m.handle(ev.Recover("r1", call.attempt), 5.1)
+    assert ev.StartTimer(REOFFER_RETRY, Timeouts().reoffer_retry_s, "r1") in effects
+    first = m.call
+    m.handle(ev.LocalDescription("r1", first.attempt, OFFER_SDP), 5.2)
+    # Not answered yet: an answer carries no attempt, so a new offer now could get the
+    # answer to this one. Wait longer.
+    effects = m.handle(ev.TimerFired(REOFFER_RETRY, "r1"), 6.3)
+    assert kinds(effects) == ["StartTimer"] and m.call == first
+    m.handle(p.Answer("alice", ANSWER_SDP, call_id="r1"), 6.4)
+    # Answered, and still not connected: a new connection, a new offer.
+    effects = m.handle(ev.TimerFired(REOFFER_RETRY, "r1"), 7.5)
+    [reoffer] = [e for e in effects if isinstance(e, ev.Reoffer)]
+    assert reoffer.call.attempt == first.attempt + 1 and m.state is State.RECOVERING
+    # It connects: the retry timer goes with the grace.
+    effects = m.handle(ev.MediaState("r1", reoffer.call.attempt, "connected"), 7.8)
+    assert {ev.CancelTimer(GRACE, "r1"), ev.CancelTimer(REOFFER_RETRY, "r1")} <= set(effects)
+    assert m.handle(ev.TimerFired(REOFFER_RETRY, "r1"), 9.0) == []  # connected: nothing to do
 
 
 def test_the_peers_own_reoffer_wins_over_ours():

@@ -31,6 +31,7 @@ ANSWER_DELAY = "answer delay"
 CONNECT = "connect"
 GRACE = "disconnect grace"
 PEER_CLOSED = "peer closed"
+REOFFER_RETRY = "re-offer retry"
 
 # A browser that hangs up sends webrtc:call-end and then closes its connection. The close comes
 # straight over the media path, the call-end through the server, so the close often arrives
@@ -45,6 +46,10 @@ class Timeouts:
     ring_s: float = 30.0
     connect_s: float = 15.0
     disconnect_grace_s: float = 3.0
+    # A re-offer answered but not connected by then is made again on a new connection (within
+    # the grace). Seen with Chromium through TURN when the re-offer reached it the moment its
+    # old path came back: applied in place, its connection stayed "connecting" (docs/network.md).
+    reoffer_retry_s: float = 1.0
 
 
 def _new_id() -> str:
@@ -121,7 +126,7 @@ class CallMachine:
         if tell_peer is not None:
             effects.append(self._send(tell_peer))
         effects += [ev.CancelTimer(name, call.id)
-                    for name in (RING, ANSWER_DELAY, CONNECT, GRACE, PEER_CLOSED)]
+                    for name in (RING, ANSWER_DELAY, CONNECT, GRACE, PEER_CLOSED, REOFFER_RETRY)]
         effects.append(ev.Release(call))
         effects.append(ev.Finished(call, outcome, reason, ended_at=now))
         self._offer = None
@@ -350,7 +355,8 @@ class CallMachine:
             if call.connected_at is None:
                 self.call = replace(call, connected_at=now)
             self._set_state(Trigger.MEDIA_CONNECTED)
-            return [ev.CancelTimer(CONNECT, call.id), ev.CancelTimer(GRACE, call.id)]
+            return [ev.CancelTimer(CONNECT, call.id), ev.CancelTimer(GRACE, call.id),
+                    ev.CancelTimer(REOFFER_RETRY, call.id)]
         if event.state == "disconnected" and self.state is State.CONNECTED:
             self._set_state(Trigger.MEDIA_INTERRUPTED)
             return [ev.StartTimer(GRACE, self.timeouts.disconnect_grace_s, call.id)]
@@ -379,7 +385,8 @@ class CallMachine:
         self._set_state(Trigger.RECOVER)
         log.info("call %s: re-offering to %s on a new connection (attempt %d)", call.id,
                  call.peer, self.call.attempt)
-        return [ev.Reoffer(self.call)]
+        return [ev.Reoffer(self.call),
+                ev.StartTimer(REOFFER_RETRY, self.timeouts.reoffer_retry_s, call.id)]
 
     def _connection_lost(self, now: float) -> list[ev.Effect]:
         call = self.call
@@ -405,6 +412,12 @@ class CallMachine:
                              protocol.CallEnd(call.peer, "failed", call_id=call.id))
         if event.name == PEER_CLOSED:  # no call-end came: the peer just went away
             return self._connection_lost(now)
+        if event.name == REOFFER_RETRY and self.state is State.RECOVERING:
+            if self._offering:  # no answer yet: it may still come (answers carry no attempt)
+                return [ev.StartTimer(REOFFER_RETRY, self.timeouts.reoffer_retry_s, call.id)]
+            log.info("call %s: the re-offer was answered but has not connected in %.1f s",
+                     call.id, self.timeouts.reoffer_retry_s)
+            return self._on_Recover(ev.Recover(call.id, call.attempt), now)
         if event.name == GRACE and self.state in (State.CONNECTED, State.RECOVERING):
             return self._end(now, "answered", "connection lost",
                              protocol.CallEnd(call.peer, "failed", call_id=call.id))
