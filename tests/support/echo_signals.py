@@ -109,10 +109,11 @@ class Run:
     out: np.ndarray  # int16: what the stage let through
     gain_db: np.ndarray  # the automatic gain applied to each period (0 without it)
     cpu_s: np.ndarray  # the capture thread's CPU time for each process() call
+    stats_at: dict[str, Any] | None = None  # the stage's stats() at `stats_at_sample`
 
 
 def run_stage(stage: Any, reference: Any, mic: np.ndarray, far: np.ndarray,
-              clock: Any = None) -> Run:
+              clock: Any = None, stats_at_sample: int | None = None) -> Run:
     """Feed `stage` (AudioProcessing) and `reference` (its EchoReference) as the ALSA back ends
     do: the speaker writes three periods of silence at once (its device buffer), then one
     period of `far` per period, and after each the microphone delivers one of `mic`. `clock`:
@@ -127,7 +128,10 @@ def run_stage(stage: Any, reference: Any, mic: np.ndarray, far: np.ndarray,
     periods = len(mic) // PERIOD
     out = np.zeros(periods * PERIOD, dtype=np.int16)
     gains, cpu = np.zeros(periods), np.zeros(periods)
+    stats = None
     for k in range(periods):
+        if stats_at_sample is not None and k == stats_at_sample // PERIOD:
+            stats = stage.stats()
         span = slice(k * PERIOD, (k + 1) * PERIOD)
         reference.played(far[span].tobytes(), 1, queued)
         before = clock()
@@ -135,7 +139,7 @@ def run_stage(stage: Any, reference: Any, mic: np.ndarray, far: np.ndarray,
         cpu[k] = clock() - before
         out[span] = np.frombuffer(processed, dtype=np.int16)
         gains[k] = stage.gain_db
-    return Run(out, gains, cpu)
+    return Run(out, gains, cpu, stats)
 
 
 def _frame_powers(samples: np.ndarray) -> np.ndarray:
