@@ -20,6 +20,7 @@ stage estimates ERLE itself (`ErleMeter`) and reports the delay hint it gives th
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import logging
 import math
@@ -155,8 +156,7 @@ class AudioProcessing:
         if not options.echo_cancellation:
             reference = None
         elif reference is None:
-            options = ProcessingOptions(False, options.noise_suppression,
-                                        options.high_pass_filter, options.auto_gain)
+            options = dataclasses.replace(options, echo_cancellation=False)
         self.options, self.sample_rate, self.period_frames = options, sample_rate, period_frames
         self.reference = reference
         self._silence = np.zeros(period_frames, dtype=np.int16)
