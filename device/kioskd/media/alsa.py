@@ -497,12 +497,12 @@ class AlsaSpeaker(MeasuringSink, ConfiguredBackend):
     def _queued(self, pcm: Any, buffer_frames: int) -> int:
         """Frames in the device's buffer after a write (the period just written included):
         the last sample written is heard that long from now. pyalsaaudio 0.11 has avail()
-        (free frames) but no delay(); a device without it: a full buffer on a card, nothing
-        on a plugin that takes everything at once."""
+        (free frames) but no delay(); a device without it: a full buffer on a card (and
+        while it is not known yet), nothing on a plugin that takes everything at once."""
         try:
             return max(0, buffer_frames - int(pcm.avail()))
         except (AttributeError, alsaaudio.ALSAAudioError):
-            return buffer_frames if self.clocked else 0
+            return 0 if self.clocked is False else buffer_frames
 
     def _play(self, pcm: Any, period_frames: int, buffer_frames: int) -> None:
         period_bytes = period_frames * self._sample_bytes

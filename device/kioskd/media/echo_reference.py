@@ -83,9 +83,13 @@ class EchoReference:
     # -- the capture thread -------------------------------------------------------------
 
     def start_reading(self) -> None:
-        """A new microphone reads from now on: forget what came before it, and the counts."""
+        """A new microphone reads from now on: forget the counts, and what has been heard
+        already; keep what the speaker's device still holds (a speaker that plays already,
+        as when a lost microphone is opened again mid-call), so that the first periods pair
+        up as the later ones will."""
         with self._lock:
-            self._buffer = np.zeros(0, dtype=np.int16)
+            self._buffer = self._buffer[len(self._buffer) - min(len(self._buffer),
+                                                                self._playback_delay):]
             self._reset_counts()
 
     def take(self, frames: int) -> np.ndarray | None:
