@@ -28,6 +28,7 @@ from .config import Config, ConfigError, load_config, read_turn_secrets
 from .control import COMMAND_EVENTS, ControlServer, socket_path
 from .health import Health, Notifier
 from .lifecycle import Component, run_until_one_ends, start_all, stop_all
+from .media.echo_reference import EchoReference
 from .media.local import LocalMedia
 from .media.problems import Problems
 from .metrics import KioskMetrics, MetricsServer
@@ -52,19 +53,25 @@ class KioskApp:
         self.calllog = CallLogService(config.calllog.path, config.calllog.max_rows,
                                       config.calllog.max_age_days)
         self.screen_service = ScreenService(config, self.on_command, self.problems)
-        self.local_media = LocalMedia(config, self.problems, preview=self._preview)
+        # What each call's speaker plays, for its microphone's echo canceller: one for the
+        # kiosk, shared by the two sides (media/echo_reference.py).
+        self.echo_reference = EchoReference()
+        self.local_media = LocalMedia(config, self.problems, preview=self._preview,
+                                      echo_reference=self.echo_reference)
         self.signaling = SignalingClient(
             config.signaling.url, token, self.post, on_status=self._signaling_status,
             verify_tls=config.signaling.verify_tls,
             connect_timeout_s=config.signaling.connect_timeout_s)
         self.metrics.registry.add_collector(
             lambda: self.metrics.reconnects.set_total(self.signaling.reconnects))
+        self.metrics.registry.add_collector(
+            lambda: self.metrics.audio_processing(self.local_media.audio_processing()))
         self.runner = CallRunner(config, self.signaling, self.local_media, calllog=self.calllog,
                                  metrics=self.metrics,
                                  new_video_sink=self.screen_service.new_video_sink,
                                  on_change=self._changed,
                                  turn_secrets=read_turn_secrets(config) if turn_secrets is None
-                                 else turn_secrets)
+                                 else turn_secrets, echo_reference=self.echo_reference)
         self.status_keeper = KioskStatus(config, self.runner, self.signaling, self.local_media,
                                          self.notifier, self.screen_service)
         self.control = ControlServer(self, socket_path(config.control.socket))

@@ -117,6 +117,9 @@ def print_status(status: dict[str, Any]) -> None:
         media = call["media"]  # the call's receiving counts (media.remote.RemoteMedia.counts)
         print(f"  received video: {media.get('video_frames')} frames, "
               f"audio: {media.get('audio_frames')} frames")
+    processing = status.get("audio_processing")
+    if processing:
+        print(f"  microphone: {describe_processing(processing)}")
     # A device the kiosk goes without, or a fallback it makes do with (docs/media.md).
     for key, text in {**(status.get("media_notices") or {}),
                       **(status.get("media_errors") or {})}.items():
@@ -125,6 +128,28 @@ def print_status(status: dict[str, Any]) -> None:
     if last:
         print(f"  last call: {last['direction']} with {last['peer']}: {last['outcome']}"
               f" ({last['reason']}), {last['duration_s']} s")
+
+
+def describe_processing(stats: dict[str, Any]) -> str:
+    """The microphone's processing stage in one line (media/processing.py's stats)."""
+    if stats["state"] != "processing":
+        why = stats.get("error") or "pywebrtc-audio is not installed"
+        return "unprocessed" + ("" if stats["state"] == "off" else f" ({why})")
+    parts = []
+    if stats["echo_cancellation"]:
+        erle = stats.get("erle_db")
+        measured = [f"delay hint {stats.get('delay_hint_ms')} ms"]
+        if erle is not None:
+            measured.insert(0, f"ERLE {erle} dB (estimated)")
+        state = "active" if stats["echo_cancellation_active"] else "on, speaker silent"
+        parts.append(f"echo cancellation {state} ({', '.join(measured)})")
+    if stats["noise_suppression"]:
+        parts.append("noise suppression")
+    if stats["high_pass_filter"]:
+        parts.append("high-pass filter")
+    if stats["auto_gain"]:
+        parts.append(f"auto gain ({stats.get('auto_gain_db'):+} dB)")
+    return ", ".join(parts)
 
 
 def print_calls(calls: list[dict[str, Any]], missed: bool = False) -> None:

@@ -178,6 +178,19 @@ class KioskMetrics:
                                     "for call.media_timeout_s).")
         self.rtt = r.gauge("kioskd_call_rtt_seconds",
                            "Round-trip time of the call in progress (absent when idle).")
+        # The call's microphone processing (media/processing.py); absent outside a call with
+        # an ALSA microphone.
+        self.echo_active = r.gauge(
+            "kioskd_echo_cancellation_active",
+            "1 while the microphone's echo canceller runs with the speaker playing into its "
+            "reference, else 0.")
+        self.echo_erle = r.gauge(
+            "kioskd_echo_erle_db",
+            "Echo return loss enhancement, estimated by the kiosk: microphone power in over "
+            "processed power out while the speaker plays, automatic gain taken out.")
+        self.echo_delay = r.gauge(
+            "kioskd_echo_delay_hint_seconds",
+            "Delay hint given to the echo canceller (from the devices' buffers).")
         self._last: tuple[str, dict[str, float]] | None = None  # (call id, counts seen so far)
         self.state_changed(State.IDLE.value)
 
@@ -195,6 +208,15 @@ class KioskMetrics:
         if self._last is not None and self._last[0] == call.id:
             self._last = None
             self.rtt.set(None)
+
+    def audio_processing(self, stats: Mapping[str, Any] | None) -> None:
+        """The call's microphone processing stats (AudioProcessing.stats()), or None."""
+        stats = stats or {}
+        active = stats.get("echo_cancellation_active")
+        self.echo_active.set(None if not stats else 1 if active else 0)
+        self.echo_erle.set(stats.get("erle_db"))
+        hint_ms = stats.get("delay_hint_ms")
+        self.echo_delay.set(None if hint_ms is None else hint_ms / 1000)
 
     def media(self, call_id: str, summary: Mapping[str, Any]) -> None:
         """The call's counts so far (calllog.MEDIA_KEYS: frames_received, frames_sent,

@@ -4,11 +4,15 @@ For test rigs and installers: each check runs with a timeout and reports ok or w
 the exit code is 0 only if all pass. Run it while kioskd is stopped: a running daemon may hold
 the camera during a call. The camera, microphone and speaker are opened as the daemon opens
 them (`media.opening`: each back end's own settings, the busy retries, the basic settings).
+The microphone's level is its raw level (its processing, which would suppress a quiet room's
+noise and move the gain, is off for the check); the check also says whether the processing
+can run (docs/audio.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fractions
 import functools
 import logging
@@ -23,6 +27,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .config import Config, ConfigError, read_token
 from .media import opening, registry
+from .media.processing import ProcessingOptions, library_version
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +66,23 @@ async def _camera(config: Config) -> str:
     return f"{config.video.source}: first frame {size}{fallback}"
 
 
+def _processing(config: Config) -> str:
+    """What the microphone's processing stage would do in a call, and whether it can."""
+    options = ProcessingOptions.from_config(config)
+    if config.audio.source != "alsa" or not options.any:
+        return ""
+    library = library_version()
+    if library is None:
+        return "; unprocessed in calls: pywebrtc-audio is not installed (the alsa extra)"
+    return f"; in calls: {', '.join(options.names())} ({library})"
+
+
 async def _microphone(config: Config) -> str:
     audio = config.audio
-    opened = await asyncio.to_thread(opening.open_configured, registry.AUDIO_SOURCES, config)
+    raw = dataclasses.replace(config, audio=dataclasses.replace(
+        audio, echo_cancellation=False, noise_suppression=False, high_pass_filter=False,
+        auto_gain=False))
+    opened = await asyncio.to_thread(opening.open_configured, registry.AUDIO_SOURCES, raw)
     try:
         frames = [await opened.track.recv() for _ in range(25)]  # half a second
     finally:
@@ -71,7 +90,7 @@ async def _microphone(config: Config) -> str:
     samples = np.concatenate([f.to_ndarray().ravel() for f in frames]).astype(np.float64)
     rms = np.sqrt(np.mean(samples ** 2)) / 32768 if samples.size else 0.0
     level = 20 * np.log10(rms) if rms > 0 else -120.0
-    return f"{audio.source}: {len(frames)} frames, level {level:.1f} dBFS"
+    return f"{audio.source}: {len(frames)} frames, level {level:.1f} dBFS{_processing(config)}"
 
 
 class _Tone(MediaStreamTrack):

@@ -148,6 +148,8 @@ class KioskStatus:
             },
             "mic_muted": self.local.off["audio"],
             "camera_off": self.local.off["video"],
+            # The microphone's echo cancellation, noise suppression and gain, in a call.
+            "audio_processing": self.local.audio_processing(),
             "calls_finished": runner.calls_finished,
             "media_errors": problems.errors() or None,
             "media_notices": problems.notices() or None,

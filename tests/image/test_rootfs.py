@@ -43,10 +43,23 @@ def test_every_installed_package_is_at_its_pin(built):
     for tool in ("pip", "setuptools"):  # the venv's own, from ensurepip
         installed.pop(tool, None)
     assert "pyalsaaudio" in installed  # built from source in the image
+    assert "pywebrtc-audio" in installed  # the microphone's echo cancellation (the alsa extra)
     assert {name: version for name, version in installed.items()
             if pins.get(name) != version} == {}
     assert installed["numpy"].startswith("1.")  # picamera2's simplejpeg needs numpy 1.x
     assert inside(root, f"{VENV}/bin/pip", "check").returncode == 0
+
+
+def test_the_echo_canceller_loads_and_processes(built):
+    """The wheel's native library runs on the image's architecture (docs/audio.md)."""
+    _, root = built
+    done = inside(root, f"{VENV}/bin/python", "-c",
+                  "import numpy, pywebrtc_audio\n"
+                  "p = pywebrtc_audio.AudioProcessor(sample_rate=48000, echo_cancellation=True,"
+                  " noise_suppression=True, auto_gain_control=True)\n"
+                  "z = numpy.zeros(960, numpy.int16)\n"
+                  "print(len(p.process(z, z)))")
+    assert done.returncode == 0 and done.stdout.strip() == "960", done.stderr
 
 
 def test_kioskd_and_kioskctl_run_and_the_appliance_config_is_good(built):

@@ -143,12 +143,18 @@ def analyse(samples: np.ndarray, expected_hz: float, rate: int = RATE) -> dict[s
 
 def plugin_config(*overrides: str) -> Config:
     """The kiosk's config with its microphone on kiosk_capture and its speaker on
-    kiosk_playback (`overrides`: more `section.key=value` settings)."""
+    kiosk_playback (`overrides`: more `section.key=value` settings).
+
+    Noise suppression and auto gain are off: a steady test tone is the kind of sound noise
+    suppression removes, and auto gain moves its level; these loops measure the transport
+    (the processing has its own test: tests/unit/test_echo_cancellation.py)."""
     from kioskd.config import load_config
 
     return load_config(None, ["audio.source=alsa", "audio.sink=alsa",
                               f"audio.capture_device={CAPTURE_PCM}",
-                              f"audio.playback_device={PLAYBACK_PCM}", *overrides])
+                              f"audio.playback_device={PLAYBACK_PCM}",
+                              "audio.noise_suppression=false", "audio.auto_gain=false",
+                              *overrides])
 
 
 async def mic_to_speaker_call(seconds: float, config: Config | None = None) -> dict[str, object]:

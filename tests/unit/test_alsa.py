@@ -20,6 +20,8 @@ alsaaudio = pytest.importorskip(
 
 from kioskd.media import alsa  # noqa: E402
 from kioskd.media.alsa import AlsaDeviceError, AlsaMicrophone, AlsaSpeaker  # noqa: E402
+from kioskd.media.echo_reference import EchoReference  # noqa: E402
+from kioskd.media.processing import ProcessingOptions, library_version  # noqa: E402
 from kioskd.media.synthetic import SyntheticTone  # noqa: E402
 
 from tests.support.alsa_file_plugin import (  # noqa: E402
@@ -314,6 +316,84 @@ async def test_speaker_that_fails_mid_stream_keeps_draining(
     assert pcm.closed and "No such device" in stats["device_error"]
     assert stats["audio_frames"] >= 25
     assert 'speaker "fake" failed' in caplog.text
+
+
+# -- echo cancellation: the speaker's periods to the microphone's stage ---------------------
+
+
+@pytest.mark.skipif(library_version() is None, reason="pywebrtc-audio is not installed")
+async def test_the_speaker_feeds_the_microphones_echo_canceller(devices: dict[str, Path]):
+    """Both threads meet at the kiosk's EchoReference: what the speaker writes reaches the
+    microphone's stage, which processes every captured period on the capture thread."""
+    reference = EchoReference()
+    tone = SyntheticTone(440.0, amplitude=0.5)
+    speaker = AlsaSpeaker(PLAYBACK_PCM, echo_reference=reference)
+    microphone = AlsaMicrophone(CAPTURE_PCM, processing=ProcessingOptions(),
+                                echo_reference=reference)
+    speaker.add_track(tone)
+    await speaker.start()
+    try:
+        await speaker.wait_for_frames(audio=10, timeout=10)
+        for _ in range(75):  # 1.5 s
+            await microphone.recv()
+        stats = microphone.stats()["processing"]
+    finally:
+        microphone.stop()
+        await speaker.stop()
+        tone.stop()
+    assert stats["state"] == "processing" and stats["library"].startswith("pywebrtc-audio")
+    assert stats["echo_cancellation_active"] is True
+    assert stats["noise_suppression"] and stats["high_pass_filter"] and stats["auto_gain"]
+    assert stats["cpu_ms_per_s"] is not None
+    # The plugins play at once: the hint is the 20 ms being captured and no device buffer.
+    assert stats["delay_hint_ms"] is not None and stats["delay_hint_ms"] <= 40
+
+
+@pytest.mark.skipif(library_version() is None, reason="pywebrtc-audio is not installed")
+async def test_on_a_card_the_speakers_periods_pair_up_with_the_microphones(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A speaker and a microphone on one clock (a USB sound card): the reference waits as
+    long as the speaker's buffer, so each period's echo is due at once (a delay hint of 0),
+    and nothing is dropped or made up, from the first period on."""
+    monkeypatch.setattr(alsa, "open_pcm", lambda *args: (ClockedPcm(), {"period_size": 960,
+                                                                         "buffer_size": 2880}))
+    reference = EchoReference()
+    tone = SyntheticTone(440.0)
+    speaker = AlsaSpeaker("card", echo_reference=reference)
+    speaker.add_track(tone)
+    await speaker.start()
+    microphone = AlsaMicrophone("card", processing=ProcessingOptions(),
+                                echo_reference=reference)
+    try:
+        for _ in range(100):  # 2 s
+            await microphone.recv()
+        stats = microphone.stats()["processing"]
+    finally:
+        microphone.stop()
+        await speaker.stop()
+        tone.stop()
+    assert stats["echo_cancellation_active"] and stats["delay_hint_ms"] in (0, 20)
+    # None on an idle machine; a capture or playback thread woken a period late may cost one.
+    assert stats["reference_realignments"] <= 1, stats
+
+
+async def test_a_speaker_on_a_card_gives_its_buffer_as_the_playback_delay(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """pyalsaaudio 0.11 has no delay(); a device without avail() either counts as full."""
+    clocked_device(monkeypatch)
+    reference = EchoReference()
+    tone = SyntheticTone(440.0)
+    speaker = AlsaSpeaker("card", echo_reference=reference)
+    speaker.add_track(tone)
+    await speaker.start()
+    await speaker.wait_for_frames(audio=10, timeout=5)
+    chunk = reference.take(960)
+    await speaker.stop()
+    tone.stop()
+    assert chunk is not None  # the speaker was writing into it
+    assert reference._playback_delay == 2880  # the card's three periods
 
 
 # -- the whole loop -----------------------------------------------------------------------

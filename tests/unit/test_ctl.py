@@ -42,6 +42,22 @@ def test_config_check_takes_the_file_after_the_subcommand(tmp_path, capsys):
     assert "video.fps" in capsys.readouterr().err
 
 
+def test_status_shows_the_microphones_processing(capsys):
+    status = {"kiosk": "Lobby", "state": "connected", "signaling": "online", "reconnects": 0,
+              "audio_processing": {
+                  "state": "processing", "echo_cancellation": True,
+                  "echo_cancellation_active": True, "erle_db": 31.5, "delay_hint_ms": 20,
+                  "noise_suppression": True, "high_pass_filter": True, "auto_gain": True,
+                  "auto_gain_db": 6.0}}
+    print_status(status)
+    assert ("  microphone: echo cancellation active (ERLE 31.5 dB (estimated), delay hint "
+            "20 ms), noise suppression, high-pass filter, auto gain (+6.0 dB)\n"
+            ) in capsys.readouterr().out
+    status["audio_processing"] = {"state": "pass-through", "error": None}
+    print_status(status)
+    assert "microphone: unprocessed (pywebrtc-audio is not installed)" in capsys.readouterr().out
+
+
 def test_status_says_why_the_kiosk_is_offline(capsys):
     print_status({"kiosk": "Lobby", "state": "idle", "signaling": "unauthorized",
                   "signaling_error": "the server refused this kiosk's token (unauthorized): "

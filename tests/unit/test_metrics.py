@@ -103,7 +103,10 @@ async def test_scrape_kiosk_metrics_over_http() -> None:
                 "kioskd_call_state": "gauge", "kioskd_signaling_reconnects_total": "counter",
                 "kioskd_frames_received_total": "counter", "kioskd_frames_sent_total": "counter",
                 "kioskd_packets_lost_total": "counter", "kioskd_call_rtt_seconds": "gauge",
-                "kioskd_media_lost_total": "counter"}
+                "kioskd_media_lost_total": "counter", "kioskd_echo_cancellation_active": "gauge",
+                "kioskd_echo_erle_db": "gauge", "kioskd_echo_delay_hint_seconds": "gauge"}
+            # No call with an ALSA microphone: nothing to say about its echo canceller.
+            assert not any(name.startswith("kioskd_echo_") for name, _ in samples)
 
             # A call: connected, media flowing, a re-offer restarts the counts, then it ends.
             metrics.state_changed("connected")
@@ -148,3 +151,27 @@ async def test_scrape_kiosk_metrics_over_http() -> None:
     with pytest.raises(aiohttp.ClientConnectionError):
         async with aiohttp.ClientSession() as http:
             await http.get(url)
+
+
+def test_the_echo_canceller_is_shown_while_a_call_has_one() -> None:
+    metrics = KioskMetrics()
+    stats: list[dict | None] = [None]
+    metrics.registry.add_collector(lambda: metrics.audio_processing(stats[0]))
+    echo = ("kioskd_echo_cancellation_active", "kioskd_echo_erle_db",
+            "kioskd_echo_delay_hint_seconds")
+
+    def shown() -> dict[str, float]:
+        samples, _ = parse(metrics.registry.render())
+        return {name: v for (name, _), v in samples.items() if name in echo}
+
+    assert shown() == {}  # no call
+    stats[0] = {"state": "processing", "echo_cancellation_active": True, "erle_db": 31.5,
+                "delay_hint_ms": 20}
+    assert shown() == {"kioskd_echo_cancellation_active": 1, "kioskd_echo_erle_db": 31.5,
+                       "kioskd_echo_delay_hint_seconds": 0.02}
+    # Without the library (or a sink): not active, nothing measured.
+    stats[0] = {"state": "pass-through", "echo_cancellation_active": False, "erle_db": None,
+                "delay_hint_ms": None}
+    assert shown() == {"kioskd_echo_cancellation_active": 0}
+    stats[0] = None  # the call ended
+    assert shown() == {}

@@ -11,10 +11,12 @@ import pytest
 from kioskd.config import Config
 from kioskd.media import opening, registry
 from kioskd.media.capture import CameraUnavailable, DeviceUnavailable
+from kioskd.media.echo_reference import EchoReference
 from kioskd.media.file import FileCamera
 from kioskd.media.null import NullAudioSink, NullVideoSink
 from kioskd.media.opening import BASIC_VIDEO, Opened, describe, open_device
 from kioskd.media.picamera2 import Picamera2Camera
+from kioskd.media.processing import ProcessingOptions
 from kioskd.media.synthetic import SyntheticCamera, SyntheticTone
 from kioskd.media.v4l2 import V4l2Camera
 
@@ -188,9 +190,40 @@ def test_alsa_reads_its_devices_and_buffers():
 
     config = config_with(audio={"capture_device": "plughw:1,0", "playback_device": "dmix",
                                 "playout_buffer_ms": 80, "max_playout_ms": 300})
-    assert AlsaMicrophone.settings(config) == {"device": "plughw:1,0"}
+    assert AlsaMicrophone.settings(config) == {
+        "device": "plughw:1,0",
+        # Noise suppression, high-pass and gain; no echo cancellation: audio.sink is "null".
+        "processing": ProcessingOptions(echo_cancellation=False)}
     assert AlsaSpeaker.settings(config) == {"device": "dmix", "buffer_ms": 80,
                                             "max_buffer_ms": 300}
+
+
+def test_the_kiosks_echo_reference_goes_to_the_alsa_microphone_and_speaker_only(
+    tmp_path, monkeypatch,
+):
+    pytest.importorskip("alsaaudio", reason="pyalsaaudio missing: scripts/setup.sh --test")
+    from tests.support.alsa_file_plugin import plugin_config, write_asoundrc, write_tone
+
+    tone = tmp_path / "tone.raw"
+    write_tone(tone, 1000.0, seconds=1)
+    monkeypatch.setenv("ALSA_CONFIG_PATH", str(write_asoundrc(tmp_path, infile=tone,
+                                                              outfile=tmp_path / "out.raw")))
+    reference = EchoReference()
+    config = plugin_config("audio.echo_cancellation=true")
+    microphone = opening.open_configured(registry.AUDIO_SOURCES, config,
+                                         echo_reference=reference).track
+    try:
+        assert microphone.processing.reference is reference
+        assert microphone.processing.options == ProcessingOptions(
+            echo_cancellation=True, noise_suppression=False, auto_gain=False)
+    finally:
+        microphone.stop()
+    assert opening.configured_speaker(config, reference).echo_reference is reference
+    # The synthetic tone and the null sink take none (and are made as before).
+    tone_track = opening.open_configured(registry.AUDIO_SOURCES, Config(),
+                                         echo_reference=reference).track
+    tone_track.stop()
+    assert isinstance(opening.configured_speaker(Config(), reference), NullAudioSink)
 
 
 def test_from_config_makes_the_back_end_with_overrides():

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from kioskd.config import load_config
+from kioskd.media.processing import library_version
 from kioskd.selftest import run_selftest, summary
 
 from tests.unit.test_v4l2_file_sources import make_video
@@ -50,6 +51,12 @@ async def test_alsa_microphone_and_speaker_are_opened_at_their_devices(tmp_path:
     checks = checks_of(await run_selftest(config))
     assert checks["microphone"]["ok"], checks["microphone"]
     assert checks["microphone"]["detail"].startswith("alsa: 25 frames, level -")
+    # The tone's own level: the processing is off for the check, and said to be ready.
+    assert "level -9." in checks["microphone"]["detail"]
+    if library_version() is not None:
+        assert checks["microphone"]["detail"].endswith(
+            "; in calls: echo cancellation, noise suppression, high-pass filter, auto gain "
+            f"({library_version()})")
     assert checks["speaker"]["ok"], checks["speaker"]
     assert checks["speaker"]["detail"] == (
         f"alsa: played half a second of 440 Hz on {plugin.PLAYBACK_PCM}")

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..calllog import CallLogService
 from ..config import Config
+from ..media.echo_reference import EchoReference
 from ..media.local import LocalMedia
 from ..media.measure import MeasuringSink
 from ..media.remote import RemoteMedia
@@ -63,8 +64,10 @@ class CallRunner:
                  calllog: CallLogService, metrics: KioskMetrics,
                  new_video_sink: Callable[[], MeasuringSink],
                  on_change: Callable[[], None],
-                 turn_secrets: Mapping[str, str] | None = None) -> None:
+                 turn_secrets: Mapping[str, str] | None = None,
+                 echo_reference: EchoReference | None = None) -> None:
         self.config = config
+        self.echo_reference = echo_reference  # each call's speaker writes into it
         self.signaling = signaling
         self.local = local
         self.calllog = calllog
@@ -193,7 +196,8 @@ class CallRunner:
         """A new peer connection for this attempt; a replaced one is closed behind it."""
         self._close_session()
         self.local.begin(call)
-        media = RemoteMedia(call.id, self.config, self._new_video_sink, self.local.problems)
+        media = RemoteMedia(call.id, self.config, self._new_video_sink, self.local.problems,
+                            self.echo_reference)
         plan = MediaPlan(
             audio_source=lambda: self.local.open(call, "audio"),
             video_source=(lambda: self.local.open(call, "video"))

@@ -555,6 +555,17 @@ class AudioSection:
                                  "speaker buffer that absorbs network jitter")
     max_playout_ms: int = key(200, Integer(40, 2000, unit="milliseconds"),
                               "more buffered than this is dropped, never played late")
+    # The microphone's processing stage (media/processing.py, docs/audio.md): alsa source only.
+    echo_cancellation: bool = key(True, Flag(),
+                                  "cancel the speaker's echo in the microphone's audio (WebRTC "
+                                  "AEC3); acts when audio.source and audio.sink are both alsa")
+    noise_suppression: bool = key(True, Flag(), "suppress steady background noise in the "
+                                                "microphone's audio (alsa source)")
+    high_pass_filter: bool = key(True, Flag(), "cut low rumble and hum from the microphone's "
+                                               "audio (alsa source; always on with echo "
+                                               "cancellation)")
+    auto_gain: bool = key(True, Flag(), "bring the microphone's speech to a steady level "
+                                        "(alsa source)")
 
 
 @dataclass(frozen=True)

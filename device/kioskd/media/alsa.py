@@ -12,6 +12,11 @@ unclocked one, paces itself by the wall clock, so the same code runs on a card a
 plugins and never spins. The microphone's `recv()` is paced by the stream clock like the
 synthetic tone: a frame every 20 ms whatever the device does; when no captured audio is
 waiting it sends silence (an underrun) rather than stall the call.
+
+Echo. The speaker hands every period it writes (silence too) to the kiosk's EchoReference;
+the microphone's capture thread runs each captured period through its processing stage
+(media/processing.py: echo cancellation against that reference, noise suppression, gain)
+before the asyncio side sees it.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from ..handoff import Handoff, HandoffClosed
 from .backend import ConfiguredBackend
 from .capture import DeviceUnavailable
+from .echo_reference import EchoReference
 from .measure import MeasuringSink
+from .processing import AudioProcessing, ProcessingOptions
 from .synthetic import _StreamClock  # the synthetic tone's clock: one pacing rule for both
 
 if TYPE_CHECKING:
@@ -141,10 +148,12 @@ class AlsaMicrophone(MediaStreamTrack, ConfiguredBackend):
     The device is opened here, so a missing or busy one fails at once (AlsaDeviceError); the
     capture thread starts with the first `recv()`. If the device fails later (a USB microphone
     pulled out), the track ends (recv() raises MediaStreamError) and the call goes on.
-    `clocked`: None finds out from the first read; True or False says so.
+    `clocked`: None finds out from the first read; True or False says so. `processing`: what
+    the processing stage does (None: no stage), with `echo_reference` as its far end.
     """
 
     kind = "audio"
+    takes_echo_reference = True  # opening hands it the kiosk's EchoReference
 
     def __init__(
         self,
@@ -153,10 +162,14 @@ class AlsaMicrophone(MediaStreamTrack, ConfiguredBackend):
         channels: int = 1,
         period_ms: int = 20,
         clocked: bool | None = None,
+        processing: ProcessingOptions | None = None,
+        echo_reference: EchoReference | None = None,
     ) -> None:
         super().__init__()
         if channels not in (1, 2):
             raise ValueError(f"channels must be 1 or 2, not {channels}")
+        if processing is not None and processing.any and channels != 1:
+            raise ValueError("the microphone's processing stage takes mono audio only")
         if sample_rate * period_ms % 1000:
             raise ValueError(f"{period_ms} ms is not a whole number of samples at {sample_rate} Hz")
         self.device, self.sample_rate, self.channels = device, sample_rate, channels
@@ -179,10 +192,13 @@ class AlsaMicrophone(MediaStreamTrack, ConfiguredBackend):
         self._device_period = int(info["period_size"])
         log.info('microphone "%s": %d Hz, %d channel(s), device period %d frames',
                  device, sample_rate, channels, self._device_period)
+        self.processing = None if processing is None or not processing.any else \
+            AudioProcessing(processing, sample_rate, self.samples_per_frame, echo_reference)
 
     @classmethod
     def settings(cls, config: Config) -> dict[str, Any]:
-        return {"device": config.audio.capture_device}
+        return {"device": config.audio.capture_device,
+                "processing": ProcessingOptions.from_config(config)}
 
     @property
     def error(self) -> str | None:
@@ -236,6 +252,7 @@ class AlsaMicrophone(MediaStreamTrack, ConfiguredBackend):
             "dropped_periods": self.dropped_periods,
             "overruns": self.overruns,
             "error": self.error,
+            "processing": self.processing.stats() if self.processing is not None else None,
         }
 
     # -- the asyncio side of the hand-over ----------------------------------------------
@@ -272,6 +289,8 @@ class AlsaMicrophone(MediaStreamTrack, ConfiguredBackend):
         pending = bytearray()
         pacer: _WallClockPacer | None = None
         error = None
+        if self.processing is not None:
+            self.processing.start()
         try:
             while not self._stopping.is_set():
                 before = time.monotonic()
@@ -289,8 +308,11 @@ class AlsaMicrophone(MediaStreamTrack, ConfiguredBackend):
                 elif length:
                     pending += data
                     while len(pending) >= self._frame_bytes:
-                        self._periods.put(bytes(pending[: self._frame_bytes]))
+                        period = bytes(pending[: self._frame_bytes])
                         del pending[: self._frame_bytes]
+                        if self.processing is not None:
+                            period = self.processing.process(period)
+                        self._periods.put(period)
                 if pacer is not None:
                     # A read that returned nothing still counts a period, so this never spins.
                     pacer.advance(length if length > 0 else self._device_period)
@@ -315,7 +337,10 @@ class AlsaSpeaker(MeasuringSink, ConfiguredBackend):
     thread plays silence, so a card never stops. The device is opened by `start()`, which
     raises AlsaDeviceError; a device that fails later is logged and the track is still
     drained (the call goes on without sound). One remote audio track at a time.
+    `echo_reference`: where every period written goes, for the microphone's echo canceller.
     """
+
+    takes_echo_reference = True  # opening hands it the kiosk's EchoReference
 
     def __init__(
         self,
@@ -326,6 +351,7 @@ class AlsaSpeaker(MeasuringSink, ConfiguredBackend):
         max_buffer_ms: int = 200,
         period_ms: int = 20,
         clocked: bool | None = None,
+        echo_reference: EchoReference | None = None,
     ) -> None:
         super().__init__()
         if channels not in (1, 2):
@@ -348,6 +374,7 @@ class AlsaSpeaker(MeasuringSink, ConfiguredBackend):
         self._thread: threading.Thread | None = None
         self._clocked_setting = clocked
         self.clocked = clocked
+        self.echo_reference = echo_reference
         self.device_error: str | None = None
         self.played_periods = 0  # periods written with audio in them
         self.silent_periods = 0  # periods of silence written (before the start, refilling)
@@ -467,6 +494,16 @@ class AlsaSpeaker(MeasuringSink, ConfiguredBackend):
 
     # -- the playback thread ------------------------------------------------------------
 
+    def _queued(self, pcm: Any, buffer_frames: int) -> int:
+        """Frames in the device's buffer after a write (the period just written included):
+        the last sample written is heard that long from now. pyalsaaudio 0.11 has avail()
+        (free frames) but no delay(); a device without it: a full buffer on a card (and
+        while it is not known yet), nothing on a plugin that takes everything at once."""
+        try:
+            return max(0, buffer_frames - int(pcm.avail()))
+        except (AttributeError, alsaaudio.ALSAAudioError):
+            return 0 if self.clocked is False else buffer_frames
+
     def _play(self, pcm: Any, period_frames: int, buffer_frames: int) -> None:
         period_bytes = period_frames * self._sample_bytes
         silence = bytes(period_bytes)
@@ -488,6 +525,10 @@ class AlsaSpeaker(MeasuringSink, ConfiguredBackend):
                     # -EPIPE: the card ran dry; pyalsaaudio has re-prepared it. Write again.
                     self.device_xruns += 1
                     pcm.write(chunk or silence)
+                if self.echo_reference is not None:
+                    self.echo_reference.played(chunk or silence, self.channels,
+                                               self._queued(pcm, buffer_frames),
+                                               self.sample_rate)
                 if self.clocked is None:
                     # Fill the card's buffer with silence: once full, a card blocks for about a
                     # period; a plugin that takes a buffer and more without blocking has no clock.

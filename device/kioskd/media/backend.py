@@ -4,6 +4,10 @@
 config: the one place that knows which keys a back end uses. `from_config(config, **overrides)`
 makes it with them. A real camera also has `fallback_modes(settings)`: what to try, in order,
 when it refuses its settings (`media/opening.py`).
+
+A back end that feeds or reads the echo canceller's far-end reference (the ALSA speaker and
+microphone) says so with `takes_echo_reference`; opening hands it the kiosk's one
+EchoReference (media/echo_reference.py), an object the config cannot hold.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ if TYPE_CHECKING:
 
 class ConfiguredBackend:
     """A mix-in for the back-end classes: `settings` says what they take from the config."""
+
+    takes_echo_reference = False  # True: the constructor takes `echo_reference`
 
     @classmethod
     def settings(cls, config: Config) -> dict[str, Any]:

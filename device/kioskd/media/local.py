@@ -9,7 +9,8 @@ lost mid-call can be opened again, with backoff, and carry on in the same call.
 
 The rtc session asks `open(call, kind)` for a call's tracks; the call runner says when a call
 begins (`begin`) and ends (`end`). Mute and camera-off are for one call: the next caller is
-seen and heard again.
+seen and heard again. The microphone is handed the kiosk's echo reference (what the speaker
+plays), so that its processing stage can cancel the speaker's echo.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..policy.backoff import Backoff
 from ..tasks import TaskSet
 from . import opening, registry
 from .capture import DeviceUnavailable
+from .echo_reference import EchoReference
 from .problems import FALLBACK, Problems
 from .switch import SwitchableTrack
 
@@ -45,10 +47,12 @@ DEVICE_NAMES = {table.setting: device for table, device in SOURCES.values()}
 
 class LocalMedia:
     def __init__(self, config: Config, problems: Problems | None = None,
-                 preview: Callable[[Any], None] | None = None) -> None:
+                 preview: Callable[[Any], None] | None = None,
+                 echo_reference: EchoReference | None = None) -> None:
         self.config = config
         self.problems = problems if problems is not None else Problems()
         self.preview = preview  # sees every local video frame (the screen's picture-in-picture)
+        self.echo_reference = echo_reference  # what the speaker plays, for the microphone
         self.off = {"audio": False, "video": False}  # muted / camera off, for this call
         self._call: Call | None = None
         self._tracks: dict[str, SwitchableTrack] = {}  # this call's tracks by kind
@@ -57,6 +61,13 @@ class LocalMedia:
     @property
     def tracks(self) -> dict[str, SwitchableTrack]:
         return dict(self._tracks)
+
+    def audio_processing(self) -> dict[str, Any] | None:
+        """The call's microphone processing stage's stats (media/processing.py); None when no
+        call has a microphone with one (a synthetic source has none)."""
+        track = self._tracks.get("audio")
+        stage = getattr(track.source, "processing", None) if track is not None else None
+        return stage.stats() if stage is not None else None
 
     # -- the call runner's side -------------------------------------------------------------
 
@@ -82,7 +93,8 @@ class LocalMedia:
         table, device = SOURCES[kind]
         key = table.setting
         try:
-            opened = await asyncio.to_thread(opening.open_configured, table, self.config)
+            opened = await asyncio.to_thread(opening.open_configured, table, self.config,
+                                             echo_reference=self.echo_reference)
         except Exception as exc:
             reason = exc.reason if isinstance(exc, DeviceUnavailable) else "failed"
             log.error("call %s: %s %r cannot be opened (%s): %s; the call goes on without the "
@@ -157,7 +169,7 @@ class LocalMedia:
             await asyncio.sleep(max(REOPEN_MIN_S, backoff.next_delay()))  # a retry interval
             try:
                 opened = await asyncio.to_thread(opening.open_configured, table, self.config,
-                                                 budget_s=0)
+                                                 budget_s=0, echo_reference=self.echo_reference)
             except Exception as exc:
                 log.debug("%s: not back yet: %s", key, exc)
                 continue

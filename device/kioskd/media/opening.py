@@ -118,27 +118,38 @@ def _open_when_free(factory: Callable[..., Any], options: dict[str, Any], name: 
 # device is opened the same way everywhere.
 
 
-def configured_modes(table: Any, config: Any) -> tuple[Any, list[dict[str, Any]], str]:
+def _shared(backend: Any, echo_reference: Any) -> dict[str, Any]:
+    """The kiosk's shared objects a back end takes besides its settings."""
+    if echo_reference is not None and getattr(backend, "takes_echo_reference", False):
+        return {"echo_reference": echo_reference}
+    return {}
+
+
+def configured_modes(table: Any, config: Any, echo_reference: Any = None
+                     ) -> tuple[Any, list[dict[str, Any]], str]:
     """(back end, modes to try in order, name for the log) of the source `config` selects in
     `table` (registry.VIDEO_SOURCES or AUDIO_SOURCES): the back end's own settings, then its
-    `fallback_modes` if it has other modes (real cameras do)."""
+    `fallback_modes` if it has other modes (real cameras do). `echo_reference` goes to a
+    back end that takes it (the ALSA microphone)."""
     name = registry.configured_name(table, config)
     backend = registry.resolve(table, name)
-    settings = backend.settings(config)
+    settings = {**backend.settings(config), **_shared(backend, echo_reference)}
     fallbacks = getattr(backend, "fallback_modes", None)
     modes = [settings, *(fallbacks(settings) if fallbacks is not None else ())]
     return backend, modes, f"{table.setting} {name!r}"
 
 
-def open_configured(table: Any, config: Any, *, budget_s: float | None = None) -> Opened:
+def open_configured(table: Any, config: Any, *, budget_s: float | None = None,
+                    echo_reference: Any = None) -> Opened:
     """Open the source `config` selects in `table`, with the fallbacks above. Blocks: call it
     on a worker thread."""
-    backend, modes, name = configured_modes(table, config)
+    backend, modes, name = configured_modes(table, config, echo_reference)
     return open_device(backend, modes, name, budget_s=budget_s)
 
 
-def configured_speaker(config: Any) -> Any:
-    """The audio sink `config` selects (not started). Raises ImportError or UnknownBackend
-    when it cannot be had."""
+def configured_speaker(config: Any, echo_reference: Any = None) -> Any:
+    """The audio sink `config` selects (not started); `echo_reference` goes to a sink that
+    takes it (the ALSA speaker). Raises ImportError or UnknownBackend when it cannot be had."""
     table = registry.AUDIO_SINKS
-    return registry.resolve(table, registry.configured_name(table, config)).from_config(config)
+    backend = registry.resolve(table, registry.configured_name(table, config))
+    return backend.from_config(config, **_shared(backend, echo_reference))

@@ -18,6 +18,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from ..config import Config
 from ..tasks import TaskSet
 from . import opening
+from .echo_reference import EchoReference
 from .measure import MeasuringSink
 from .problems import Problems
 
@@ -26,8 +27,9 @@ log = logging.getLogger(__name__)
 
 class RemoteMedia:
     def __init__(self, call_id: str, config: Config, new_sink: Callable[[], MeasuringSink],
-                 problems: Problems) -> None:
+                 problems: Problems, echo_reference: EchoReference | None = None) -> None:
         self.call_id = call_id
+        self._echo_reference = echo_reference  # the speaker writes what it plays into it
         self._config = config
         self._new_sink = new_sink
         self._problems = problems
@@ -56,7 +58,7 @@ class RemoteMedia:
 
     def _open_speaker(self) -> Any:
         try:
-            self.speaker = opening.configured_speaker(self._config)
+            self.speaker = opening.configured_speaker(self._config, self._echo_reference)
         except Exception as exc:
             self._no_speaker(f"audio.sink {self._config.audio.sink!r} cannot be used: {exc}")
             return None
