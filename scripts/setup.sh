@@ -3,7 +3,7 @@
 # .venv, and the pinned Python packages. Safe to run again: it only installs what is missing.
 #   scripts/setup.sh          the daemon, the relay and the demo
 #   scripts/setup.sh --test   also what the test suite needs (Chromium, Xvfb, redis-server,
-#                             pytest...)
+#                             PipeWire, pytest...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,18 +12,30 @@ with_tests=0
 
 packages=(python3 python3-venv python3-dev gcc iproute2 util-linux)
 [ "$with_tests" = 1 ] && packages+=(chromium fonts-liberation xvfb systemd libasound2-dev
-                                     redis-server coturn)
+                                     redis-server coturn pipewire-alsa wireplumber)
 
+# Not `dpkg -s`: it succeeds for a removed package whose config files are left.
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
 for p in "${packages[@]}"; do
-  # Not `dpkg -s`: it succeeds for a removed package whose config files are left.
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  installed "$p" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing system packages: ${missing[*]}"
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -q
+  had_pipewire=0
+  installed pipewire && had_pipewire=1
+  if [[ " ${missing[*]} " == *" pipewire-alsa "* ]]; then
+    # pipewire-alsa makes PipeWire ALSA's `default` device for every program on the machine
+    # (its conf.d/99-pipewire-default.conf). The tests use its plugin only through an ALSA
+    # configuration of their own: that one file is set aside before it is installed, so
+    # the default stays as it was.
+    $sudo_cmd dpkg-divert --local --rename --add \
+      --divert /etc/alsa/conf.d/99-pipewire-default.conf.kioskd-disabled \
+      /etc/alsa/conf.d/99-pipewire-default.conf >/dev/null
+  fi
   # No service may start while packages install (a redis-server or a TURN server on the
   # machine's own network): policy-rc.d says no to every start, for this install only.
   blocked_starts=0
@@ -47,6 +59,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
       $sudo_cmd update-rc.d "$service" disable >/dev/null 2>&1 || true
     fi
   done
+  # Likewise the tests start private PipeWire daemons; the packages would start one in every
+  # user's session from now on. Only the units of packages this script brought are disabled.
+  user_units=()
+  [ "$had_pipewire" = 0 ] && installed pipewire && user_units+=(pipewire.socket pipewire.service)
+  [[ " ${missing[*]} " == *" wireplumber "* ]] && user_units+=(wireplumber.service)
+  if [ "${#user_units[@]}" -gt 0 ]; then
+    echo "setup: disabling the PipeWire user-session units: ${user_units[*]}"
+    $sudo_cmd systemctl --global disable "${user_units[@]}" >/dev/null 2>&1 || true
+  fi
 fi
 
 python=${PYTHON:-python3}

@@ -14,6 +14,7 @@ from kioskd.app import KioskApp
 from kioskd.call.states import State
 from kioskd.config import load_config
 from kioskd.relay.server import running_relay
+from tests.support import pipewire_echo
 from tests.support.caller import ScriptedCaller
 from tests.support.redis_server import INSTALL_HINT, running_redis
 
@@ -32,6 +33,17 @@ def redis_server():
     pytest.importorskip("redis", reason="the redis package is missing: scripts/setup.sh --test")
     with running_redis() as server:
         yield server
+
+
+@pytest.fixture
+def echo_path(tmp_path):
+    """A private PipeWire with a room between a loudspeaker and a microphone (see
+    tests/support/pipewire_echo.py), its PCMs in ALSA_CONFIG_PATH's file."""
+    if not pipewire_echo.available():
+        pytest.skip(pipewire_echo.INSTALL_HINT)
+    pytest.importorskip("alsaaudio", reason="pyalsaaudio missing: scripts/setup.sh --test")
+    with pipewire_echo.running_echo_path(tmp_path / "echo-path") as path:
+        yield path
 
 
 @pytest.fixture

@@ -1,27 +1,60 @@
 """A scripted caller that follows PROTOCOL.md the way a browser does.
 
 It is written from the protocol, not from the kiosk's code: its own Socket.IO client and aiortc
-peer connection, synthetic media, and a measuring sink. Like a browser, it sends its offer (or
+peer connection, synthetic media (or given audio samples), and a measuring sink that keeps
+the last seconds of the audio it received. Like a browser, it sends its offer (or
 answer) without candidates and trickles them right behind it, then an end-of-candidates.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fractions
 import re
 import uuid
 from collections import deque
 from typing import Any
 
+import av
 import numpy as np
-
 import socketio
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription as ParsedSdp
 from aiortc.sdp import candidate_from_sdp, candidate_to_sdp
 
 from kioskd.media.measure import MeasuringSink
-from kioskd.media.synthetic import SyntheticCamera, SyntheticTone
+from kioskd.media.synthetic import SyntheticCamera, SyntheticTone, _StreamClock
+
+AUDIO_RATE = 48000
+FRAME_SAMPLES = AUDIO_RATE // 50  # 20 ms
+
+
+class LoopedSamples(MediaStreamTrack):
+    """An audio track that says the given mono s16 48 kHz samples over and over, 20 ms a frame,
+    paced by the stream clock like the synthetic tone."""
+
+    kind = "audio"
+
+    def __init__(self, samples: np.ndarray) -> None:
+        super().__init__()
+        if samples.dtype != np.int16 or samples.ndim != 1 or not samples.size:
+            raise ValueError("LoopedSamples takes a non-empty 1-D int16 array")
+        self.samples = samples
+        self._clock = _StreamClock(AUDIO_RATE / FRAME_SAMPLES)
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        slot = await self._clock.next_slot()
+        first = slot * FRAME_SAMPLES  # a skipped slot skips its samples: the speech keeps time
+        chunk = np.take(self.samples, np.arange(first, first + FRAME_SAMPLES), mode="wrap")
+        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = first
+        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
+        return frame
+
 
 class RecordingSink(MeasuringSink):
     """Also keeps the last few seconds of received audio (mono s16), to check what was heard."""
@@ -59,15 +92,19 @@ def split_candidates(sdp: str) -> tuple[str, list[dict[str, Any]]]:
 class ScriptedCaller:
     def __init__(self, url: str, token: str, *, send_video: bool = True,
                  video: tuple[int, int, int] = (320, 240, 15),
-                 answer_reoffers: bool = False) -> None:
+                 answer_reoffers: bool = False, send_audio: np.ndarray | None = None,
+                 record_seconds: float = 5.0) -> None:
         self.url = url
         self.token = token
         self.send_video = send_video
         self.video = video  # width, height, fps of the synthetic camera
+        # What the caller says (mono s16 at 48 kHz, looped); None: a 660 Hz tone.
+        self.send_audio = send_audio
+        self.record_frames = round(record_seconds * 50)  # received audio kept, 20 ms frames
         self.sio = socketio.AsyncClient(reconnection=False)
         self.inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.pc: RTCPeerConnection | None = None
-        self.sink = RecordingSink()
+        self.sink = RecordingSink(self.record_frames)
         self.call_id: str | None = None
         self.peer: Any = None
         self.connected = asyncio.Event()
@@ -115,7 +152,8 @@ class ScriptedCaller:
 
     def _new_pc(self, call_type: str) -> RTCPeerConnection:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        pc.addTrack(SyntheticTone(frequency=660.0))
+        pc.addTrack(SyntheticTone(frequency=660.0) if self.send_audio is None
+                    else LoopedSamples(self.send_audio))
         if call_type == "video":
             if self.send_video:
                 pc.addTrack(SyntheticCamera(*self.video))
@@ -207,7 +245,7 @@ class ScriptedCaller:
             await self.pc.close()
             self.pc = None
         await self.sink.stop()
-        self.sink = RecordingSink()
+        self.sink = RecordingSink(self.record_frames)
 
     async def close(self) -> None:
         await self.close_pc()
