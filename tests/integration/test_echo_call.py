@@ -9,9 +9,9 @@ caller sent, both RMS over whole loops of the speech.
 
 The room gives back 6 dB more than the loudspeaker plays and each Opus leg loses 3 dB (a mono
 track is sent as stereo at -3 dB a channel), so without echo cancellation the caller's speech
-comes back about as loud as it was sent (0.0 dB measured): clearly audible, within 15 dB. With
-echo cancellation it must come back at least 25 dB below what was sent, so also about 25 dB
-below what comes back without it.
+comes back about as loud as it was sent (0.0 dB measured with no other processing; the kiosk's
+auto gain, on by default, makes it louder): clearly audible, no more than 15 dB down. With
+echo cancellation it must come back at least 25 dB below what was sent.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kioskd.config import ConfigError
 from tests.integration.conftest import connected_call, running_kiosk
 from tests.support import pipewire_echo
 from tests.support.alsa_file_plugin import level_dbfs
@@ -33,8 +32,7 @@ SETTLE_S = 3.0  # not measured: the path fills, a canceller converges
 MEASURE_S = 2 * SPEECH_S  # whole loops, so sent and received hold the same speech
 FRAMES_PER_S = 50  # 20 ms audio frames
 
-# After the echo stage is merged, "off" names it: ("audio.echo_cancellation=false",).
-CANCELLATION_OFF: tuple[str, ...] = ()
+CANCELLATION_OFF = ("audio.echo_cancellation=false",)
 CANCELLATION_ON = ("audio.echo_cancellation=true",)
 
 
@@ -90,11 +88,11 @@ async def speech_coming_back(relay, echo_path, monkeypatch, *overrides: str) -> 
 async def test_caller_hears_own_speech_without_echo_cancellation(relay, echo_path,
                                                                  monkeypatch):
     result = await speech_coming_back(relay, echo_path, monkeypatch, *CANCELLATION_OFF)
-    assert -15 < result["returned_db"] < 3
+    # Clearly audible; the kiosk's auto gain (on by default) may make it louder than sent.
+    assert result["returned_db"] > -15
     assert result["similarity"] > 0.8  # it is the caller's speech that comes back
 
 
-@pytest.mark.xfail(strict=True, raises=ConfigError, reason="needs the echo stage")
 async def test_echo_cancellation_keeps_caller_speech_25_db_down(relay, echo_path, monkeypatch):
     result = await speech_coming_back(relay, echo_path, monkeypatch, *CANCELLATION_ON)
     assert result["returned_db"] <= -25
