@@ -92,6 +92,8 @@ async def test_a_roam_to_a_new_address_and_the_same_call_goes_on(net, tmp_path):
         assert status["state"] == "connected" and status["call"]["call_id"] == call_id, status
         assert await caller.run(lambda c: resolved(c.reoffers_answered)) >= 1
         await kiosk.line("are gone: the media path is lost", 1, after=roamed)
+        # The call went through TURN: the re-offer offers only relay candidates.
+        await kiosk.line("relay candidates only", 1, after=roamed)
 
 
 @pytest.mark.parametrize("carrier", [

@@ -149,7 +149,13 @@ class CallRunner:
             self._rtc_step(effect.call, "offer", session.offer(effect.call.call_type))
         elif isinstance(effect, ev.Reoffer):
             negotiated = self.session.negotiated() if self.session is not None else None
-            session = self._open_session(effect.call)
+            # Through TURN before (or a relay-only re-offer that has not connected yet).
+            relayed = self.session is not None and (self.session.relayed()
+                                                    or self.session.relay_only)
+            if relayed:
+                log.info("call %s: re-offering with TURN relay candidates only, as the call "
+                         "went through the relay", effect.call.id)
+            session = self._open_session(effect.call, relay_only=relayed)
             if negotiated is None:
                 self.post(ev.RtcFailed(effect.call.id, effect.call.attempt,
                                        "nothing was negotiated to re-offer"))
@@ -192,7 +198,7 @@ class CallRunner:
 
     # -- the call's connection --------------------------------------------------------------
 
-    def _open_session(self, call: ev.Call) -> RtcSession:
+    def _open_session(self, call: ev.Call, relay_only: bool = False) -> RtcSession:
         """A new peer connection for this attempt; a replaced one is closed behind it."""
         self._close_session()
         self.local.begin(call)
@@ -206,6 +212,7 @@ class CallRunner:
             video_codecs=self.config.rtc.video_codecs,
             ice_servers=ice_servers(self.config, self.turn_secrets, time.time()),
             media_timeout_s=self.config.call.media_timeout_s,
+            relay_only=relay_only,
         )
         session = RtcSession(
             call.id, plan,

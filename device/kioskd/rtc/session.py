@@ -16,6 +16,7 @@ from typing import Any
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
@@ -53,6 +54,7 @@ class MediaPlan:
     video_codecs: Sequence[str] = ("VP8", "H264")
     ice_servers: Sequence[RTCIceServer] = field(default_factory=list)
     media_timeout_s: float = 2.0  # nothing from the peer this long: the path is lost
+    relay_only: bool = False  # gather only TURN relay candidates (see RtcSession.relayed)
 
 
 def offered_kinds(sdp: str) -> list[str]:
@@ -94,7 +96,10 @@ class RtcSession:
         self.call_id = call_id
         self._plan = plan
         self._on_state = on_state
-        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=list(plan.ice_servers)))
+        self._pc = RTCPeerConnection(RTCConfiguration(
+            iceServers=list(plan.ice_servers),
+            iceTransportPolicy=RTCIceTransportPolicy.RELAY if plan.relay_only
+            else RTCIceTransportPolicy.ALL))
         self._local_tracks: list[MediaStreamTrack] = []
         self._queued: list[IceCandidate] = []
         self._remote_set = False
@@ -203,6 +208,26 @@ class RtcSession:
         if local is None or remote is None:
             return None
         return local.sdp if local.type == "answer" else remote.sdp
+
+    @property
+    def relay_only(self) -> bool:
+        return self._plan.relay_only
+
+    def relayed(self) -> bool:
+        """Whether this connection's media went through our TURN relay (the local candidate
+        of its nominated pair). A re-offer after such a connection offers only relay
+        candidates: a browser applying it in place while its old path still counts as working
+        checks the new pairs slowly (one at a time, the highest priority first) and relay
+        pairs come last, so host candidates that cannot be reached cost it seconds."""
+        for transceiver in self._pc.getTransceivers():
+            dtls = transceiver.receiver.transport
+            if dtls is None:
+                continue
+            connection = dtls.transport.iceGatherer._connection  # aioice's, for its pair
+            if any(pair.local_candidate.type == "relay"
+                   for pair in connection._nominated.values()):
+                return True
+        return False
 
     def host_addresses(self) -> set[str]:
         """The machine's own addresses this connection's candidates were gathered on."""
