@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 
 import pytest
 
@@ -91,5 +92,45 @@ async def test_an_impaired_link_with_chromium_as_the_caller(net, tmp_path, displ
         assert at_page["decoded_fps"] >= 3 and at_page["rendered_fps"] >= 3, at_page
         assert at_page["audio_packets_received"] >= 0.5 * 50 * WINDOW_S, at_page  # 20 ms each
 
+        await page.click("#hangup")
+        await kiosk.wait_for(lambda status: status["state"] == "idle", 10)
+
+
+@pytest.mark.parametrize("down_s", [2.0, 3.0])
+async def test_a_blip_with_chromium_as_the_caller_and_the_same_call_goes_on(net, tmp_path,
+                                                                          display, down_s):
+    """The kiosk's link down for a moment mid-call: the same call goes on, through TURN, on
+    the old connection or on the kiosk's re-offer, which the page applies in place. 2 s is
+    the watchdog's timeout: the re-offer races the link coming back."""
+    from playwright.async_api import async_playwright
+
+    from bench.network import PRESENTED, video_both_ways_again
+
+    async with (running_kioskd(net, tmp_path, "udp", "display.mode=window") as kiosk,
+                async_playwright() as playwright,
+                chromium_in(playwright, net.caller, tmp_path, net.relay_url) as browser):
+        await kiosk.wait_for(lambda status: status["signaling"] == "online"
+                             and status["state"] == "idle", 15)
+        page = await open_page(browser, caller_page_url(net, "alice-secret", call="kiosk"))
+        await page.click("#video-call")
+        await expect_status(page, "connected")
+        status = await kiosk.wait_for(lambda status: status["state"] == "connected" and status[
+            "call"]["media"].get("rendered_frames", 0) >= 5, 15)
+        call_id = status["call"]["call_id"]
+
+        async def counts() -> tuple[int, int]:
+            media = ((await kiosk.status()).get("call") or {}).get("media") or {}
+            return await page.evaluate(PRESENTED), media.get("rendered_frames", 0)
+
+        net.link.down()
+        await asyncio.sleep(down_s)  # the blip itself, not a wait for anything
+        net.link.up()
+        back = time.monotonic()
+        again = await video_both_ways_again(counts, timeout=6)
+        print(f"\n{down_s} s blip, Chromium through TURN: video both ways "
+              f"{again - back:.2f} s after link-up")
+        status = await kiosk.status()
+        assert status["state"] == "connected" and status["call"]["call_id"] == call_id, status
+        assert await page.evaluate("window.caller.state") == "connected"
         await page.click("#hangup")
         await kiosk.wait_for(lambda status: status["state"] == "idle", 10)
