@@ -13,12 +13,13 @@ import fractions
 import re
 import uuid
 from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import av
 import numpy as np
 import socketio
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription as ParsedSdp
 from aiortc.sdp import candidate_from_sdp, candidate_to_sdp
@@ -89,11 +90,24 @@ def split_candidates(sdp: str) -> tuple[str, list[dict[str, Any]]]:
     return stripped, candidates
 
 
+def only_codecs(names: Sequence[str]) -> list[Any]:
+    """aiortc's video capabilities restricted to `names` ("VP8", "H264", "H264/42e01f"), with
+    RTX."""
+    chosen = []
+    for codec in RTCRtpSender.getCapabilities("video").codecs:
+        profile = codec.parameters.get("profile-level-id")
+        if codec.name.lower() == "rtx" or codec.name in names or f"{codec.name}/{profile}" in names:
+            chosen.append(codec)
+    return chosen
+
+
 class ScriptedCaller:
     def __init__(self, url: str, token: str, *, send_video: bool = True,
                  video: tuple[int, int, int] = (320, 240, 15),
                  answer_reoffers: bool = False, send_audio: np.ndarray | None = None,
-                 record_seconds: float = 5.0) -> None:
+                 record_seconds: float = 5.0, video_codecs: Sequence[str] | None = None,
+                 edit_offer: Callable[[str], str] | None = None,
+                 edit_answer: Callable[[str], str] | None = None) -> None:
         self.url = url
         self.token = token
         self.send_video = send_video
@@ -101,6 +115,13 @@ class ScriptedCaller:
         # What the caller says (mono s16 at 48 kHz, looped); None: a 660 Hz tone.
         self.send_audio = send_audio
         self.record_frames = round(record_seconds * 50)  # received audio kept, 20 ms frames
+        # The only video codecs the caller has, like a browser without some: "VP8", "H264",
+        # or one H.264 profile, "H264/42001f". None: all of aiortc's.
+        self.video_codecs = video_codecs
+        # Changes to the offer it sends and the answer it receives (SDP text), to act as a
+        # browser with codecs aiortc has not.
+        self.edit_offer = edit_offer
+        self.edit_answer = edit_answer
         self.sio = socketio.AsyncClient(reconnection=False)
         self.inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.pc: RTCPeerConnection | None = None
@@ -156,9 +177,11 @@ class ScriptedCaller:
                     else LoopedSamples(self.send_audio))
         if call_type == "video":
             if self.send_video:
-                pc.addTrack(SyntheticCamera(*self.video))
+                transceiver = pc.addTransceiver(SyntheticCamera(*self.video))
             else:
-                pc.addTransceiver("video", direction="recvonly")
+                transceiver = pc.addTransceiver("video", direction="recvonly")
+            if self.video_codecs is not None:
+                transceiver.setCodecPreferences(only_codecs(self.video_codecs))
 
         @pc.on("track")
         def on_track(track) -> None:
@@ -180,16 +203,21 @@ class ScriptedCaller:
                                                  "callId": self.call_id})
 
     async def call(self, peer: Any, call_type: str = "video", *, candidates_first: bool = False,
-                   call_id: str | None = None, trickle: bool = True) -> None:
+                   call_id: str | None = None, trickle: bool = True,
+                   announce: str | None = None) -> None:
         """Send an offer like a browser: candidates trickled behind it (or ahead of it; or,
-        with trickle=False, never: then the connection cannot complete)."""
+        with trickle=False, never: then the connection cannot complete). `announce`: the call
+        type the offer says, when not the connection's own (an edited offer)."""
         self.peer = peer
         self.call_id = call_id or uuid.uuid4().hex[:8]
         self.connected.clear()
         self.pc = self._new_pc(call_type)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         sdp, candidates = split_candidates(self.pc.localDescription.sdp)
-        offer = {"to": peer, "offer": {"type": "offer", "sdp": sdp}, "type": call_type,
+        if self.edit_offer is not None:
+            sdp = self.edit_offer(sdp)
+        offer = {"to": peer, "offer": {"type": "offer", "sdp": sdp},
+                 "type": announce or call_type,
                  "callId": self.call_id}
         if not trickle:
             await self.emit("webrtc:offer", offer)
@@ -202,7 +230,10 @@ class ScriptedCaller:
 
     async def receive_answer(self, timeout: float = 10.0) -> dict[str, Any]:
         data = await self.expect("webrtc:answer", timeout)
-        await self.pc.setRemoteDescription(RTCSessionDescription(**data["answer"]))
+        sdp = data["answer"]["sdp"]
+        if self.edit_answer is not None:
+            sdp = self.edit_answer(sdp)
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
         return data
 
     async def answer_incoming(self, timeout: float = 10.0) -> dict[str, Any]:

@@ -206,9 +206,10 @@ class CallRunner:
                             self.echo_reference)
         plan = MediaPlan(
             audio_source=lambda: self.local.open(call, "audio"),
-            video_source=(lambda: self.local.open(call, "video"))
+            video_source=(lambda codecs: self.local.open(call, "video", codecs))
             if call.call_type == "video" else None,
             on_remote_track=media.add,
+            on_audio_only=lambda why: self.local.audio_only(call, why),
             video_codecs=self.config.rtc.video_codecs,
             ice_servers=ice_servers(self.config, self.turn_secrets, time.time()),
             media_timeout_s=self.config.call.media_timeout_s,
@@ -254,7 +255,7 @@ class CallRunner:
                 media.packets_lost = sum(s.packetsLost or 0 for s in remote)
                 rtts = [s.roundTripTime for s in remote if s.roundTripTime is not None]
                 media.rtt_ms = round(max(rtts) * 1000, 1) if rtts else media.rtt_ms
-            self.metrics.media(call.id, media.summary())
+            self.metrics.media(call.id, self._summary(call, media))
 
     async def _watch_media(self, session: RtcSession, call: ev.Call) -> None:
         """Tell the machine when the peer goes quiet (the path is lost) and when it is heard
@@ -323,11 +324,15 @@ class CallRunner:
 
     # -- a finished call --------------------------------------------------------------------
 
+    def _summary(self, call: ev.Call, media: RemoteMedia) -> dict[str, Any]:
+        """The call log's and metrics' media summary: what was received, and frames sent."""
+        return {**media.summary(), "frames_sent": self.local.frames_sent(call)}
+
     def _finished(self, effect: ev.Finished) -> None:
         call = effect.call
         own_media = (self.session_call is not None and self.session_call.id == call.id
                      and self.media is not None)
-        summary = self.media.summary() if own_media and self.media else None
+        summary = self._summary(call, self.media) if own_media and self.media else None
         if self.calllog.recorder is not None:
             self.calllog.recorder.finished(effect, summary)
         self.metrics.call_finished(effect, summary)

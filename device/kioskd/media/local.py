@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiortc.mediastreams import MediaStreamTrack
@@ -43,6 +43,7 @@ SOURCES = {
     "audio": (registry.AUDIO_SOURCES, "microphone"),
 }
 DEVICE_NAMES = {table.setting: device for table, device in SOURCES.values()}
+AUDIO_ONLY_KEY = "rtc.video_codecs"  # the problems map's key for a call without video codec
 
 
 class LocalMedia:
@@ -56,6 +57,9 @@ class LocalMedia:
         self.off = {"audio": False, "video": False}  # muted / camera off, for this call
         self._call: Call | None = None
         self._tracks: dict[str, SwitchableTrack] = {}  # this call's tracks by kind
+        self._peer_codecs: dict[str, Sequence[str] | None] = {}  # what each was opened for
+        # The video tracks of the last call (all its connections), for frames_sent.
+        self._sent: tuple[str | None, list[SwitchableTrack]] = (None, [])
         self._reopening = TaskSet("reopen")
 
     @property
@@ -74,6 +78,8 @@ class LocalMedia:
     def begin(self, call: Call) -> None:
         """`call` (or a new connection attempt of it) is the one whose tracks are opened now."""
         self._call = call
+        if self._sent[0] != call.id:
+            self._sent = (call.id, [])
 
     async def end(self, call: Call) -> None:
         """The call is over: stop reopening its devices, forget its mute and camera-off."""
@@ -81,6 +87,8 @@ class LocalMedia:
             return
         self._call = None
         self._tracks.clear()
+        self._peer_codecs.clear()
+        self.problems.clear(AUDIO_ONLY_KEY)
         await self._reopening.cancel_all()
         if any(self.off.values()):
             self.off = {"audio": False, "video": False}
@@ -88,13 +96,16 @@ class LocalMedia:
 
     # -- the rtc session's side -------------------------------------------------------------
 
-    async def open(self, call: Call, kind: str) -> MediaStreamTrack | None:
-        """The call's `kind` ("audio", "video") track, or None when the device can't be had."""
+    async def open(self, call: Call, kind: str,
+                   peer_codecs: Sequence[str] | None = None) -> MediaStreamTrack | None:
+        """The call's `kind` ("audio", "video") track, or None when the device can't be had.
+        `peer_codecs`: the video codecs the peer takes, when known (media/opening.py)."""
         table, device = SOURCES[kind]
         key = table.setting
         try:
             opened = await asyncio.to_thread(opening.open_configured, table, self.config,
-                                             echo_reference=self.echo_reference)
+                                             echo_reference=self.echo_reference,
+                                             peer_codecs=peer_codecs)
         except Exception as exc:
             reason = exc.reason if isinstance(exc, DeviceUnavailable) else "failed"
             log.error("call %s: %s %r cannot be opened (%s): %s; the call goes on without the "
@@ -110,10 +121,19 @@ class LocalMedia:
         track.off = self.off[kind]
         track.wait_for_replacement = True  # a device lost mid-call is opened again
         track.on_ended = lambda error: self._lost(call, track, key, error)
+        self._peer_codecs[kind] = peer_codecs  # a reopened device must give the same codec
         if kind == "video" and self.preview is not None and self.config.display.preview:
             track.on_frame = self.preview
         self._tracks[kind] = track
+        if kind == "video" and self._sent[0] == call.id:
+            self._sent[1].append(track)
         return track
+
+    def frames_sent(self, call: Call) -> int | None:
+        """Video frames handed to the sender in `call`, over all its connections; None when
+        it sent no video (the call log's frames_sent)."""
+        call_id, tracks = self._sent
+        return sum(t.frames_sent for t in tracks) if call_id == call.id and tracks else None
 
     def _name(self, key: str) -> str:
         section, _, name = key.partition(".")
@@ -124,6 +144,12 @@ class LocalMedia:
             self.problems.set(key, FALLBACK, opened.fallback)
         else:
             self.problems.clear(key)
+
+    def audio_only(self, call: Call, why: str) -> None:
+        """The call's peer has no video codec in common with the kiosk: an audio call. The
+        screen and `kioskctl status` say so until the call ends."""
+        if self._is_current(call):
+            self.problems.set(AUDIO_ONLY_KEY, FALLBACK, f"{why}: audio only")
 
     # -- mute and camera-off ----------------------------------------------------------------
 
@@ -168,8 +194,10 @@ class LocalMedia:
         while self._is_current(call) and track.readyState == "live":
             await asyncio.sleep(max(REOPEN_MIN_S, backoff.next_delay()))  # a retry interval
             try:
-                opened = await asyncio.to_thread(opening.open_configured, table, self.config,
-                                                 budget_s=0, echo_reference=self.echo_reference)
+                opened = await asyncio.to_thread(
+                    opening.open_configured, table, self.config, budget_s=0,
+                    echo_reference=self.echo_reference,
+                    peer_codecs=self._peer_codecs.get(track.kind))
             except Exception as exc:
                 log.debug("%s: not back yet: %s", key, exc)
                 continue

@@ -125,25 +125,32 @@ def _shared(backend: Any, echo_reference: Any) -> dict[str, Any]:
     return {}
 
 
-def configured_modes(table: Any, config: Any, echo_reference: Any = None
+def configured_modes(table: Any, config: Any, echo_reference: Any = None,
+                     peer_codecs: Sequence[str] | None = None
                      ) -> tuple[Any, list[dict[str, Any]], str]:
     """(back end, modes to try in order, name for the log) of the source `config` selects in
     `table` (registry.VIDEO_SOURCES or AUDIO_SOURCES): the back end's own settings, then its
     `fallback_modes` if it has other modes (real cameras do). `echo_reference` goes to a
-    back end that takes it (the ALSA microphone)."""
+    back end that takes it (the ALSA microphone). `peer_codecs` (the video codecs the call's
+    peer takes, when known) go to a back end whose settings depend on them (`for_peer`: the
+    picamera2 hardware encoder makes only H.264)."""
     name = registry.configured_name(table, config)
     backend = registry.resolve(table, name)
     settings = {**backend.settings(config), **_shared(backend, echo_reference)}
+    for_peer = getattr(backend, "for_peer", None)
+    if peer_codecs is not None and for_peer is not None:
+        settings = for_peer(settings, peer_codecs)
     fallbacks = getattr(backend, "fallback_modes", None)
     modes = [settings, *(fallbacks(settings) if fallbacks is not None else ())]
     return backend, modes, f"{table.setting} {name!r}"
 
 
 def open_configured(table: Any, config: Any, *, budget_s: float | None = None,
-                    echo_reference: Any = None) -> Opened:
+                    echo_reference: Any = None,
+                    peer_codecs: Sequence[str] | None = None) -> Opened:
     """Open the source `config` selects in `table`, with the fallbacks above. Blocks: call it
     on a worker thread."""
-    backend, modes, name = configured_modes(table, config, echo_reference)
+    backend, modes, name = configured_modes(table, config, echo_reference, peer_codecs)
     return open_device(backend, modes, name, budget_s=budget_s)
 
 

@@ -35,6 +35,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import av
@@ -193,6 +194,20 @@ class Picamera2Backend:
 
     def from_config(self, config: Config, **overrides: Any) -> MediaStreamTrack:
         return self(**{**self.settings(config), **overrides})
+
+    @staticmethod
+    def for_peer(settings: dict[str, Any], codecs: Sequence[str]) -> dict[str, Any]:
+        """The settings for a call whose peer takes only `codecs` (video codec names): a peer
+        without H.264 gets the camera's frames encoded by aiortc instead of the hardware
+        stream, at the basic settings (what a Pi's cores encode in real time; the Pi 5
+        profile's own)."""
+        if settings.get("encode") != "hardware" or any(c.lower() == "h264" for c in codecs):
+            return settings
+        basic = {key: min(settings[key], value) for key, value in BASIC_VIDEO.items()}
+        log.info("the caller takes no H.264 (%s): the camera's frames go through the software "
+                 "encoder at %dx%d@%g", ", ".join(codecs) or "no video codec", basic["width"],
+                 basic["height"], basic["fps"])
+        return {**settings, **basic, "encode": "software", "bitrate": None}
 
     @staticmethod
     def fallback_modes(settings: dict[str, Any]) -> list[dict[str, Any]]:

@@ -114,7 +114,7 @@ class RemoteMedia:
         """The call log's and metrics' media summary (calllog.MEDIA_KEYS)."""
         return {
             "frames_received": self.sink.video_frames if self.sink is not None else None,
-            "frames_sent": None,  # aiortc counts packets, not frames, on the sending side
+            "frames_sent": None,  # the local tracks count them (LocalMedia.frames_sent)
             "packets_lost": self.packets_lost,
             "rtt_ms": self.rtt_ms,
         }

@@ -45,6 +45,9 @@ class SwitchableTrack(MediaStreamTrack):
         self._pts_offset = 0  # added to the source's pts, so a replacement carries on
         self._rebase = False  # compute _pts_offset at the next frame (a new source)
         self._last: tuple[int, Fraction, float] | None = None  # pts, time base, when sent
+        # Video frames (or pre-encoded access units) handed to the sender: the call log's
+        # frames_sent (aiortc's own stats count packets on the sending side, not frames).
+        self.frames_sent = 0
 
     async def recv(self):  # returns what the source returns, replaced while off
         while True:
@@ -69,6 +72,8 @@ class SwitchableTrack(MediaStreamTrack):
                     continue  # av.Packet: nothing to send; the source paces us to the next
             if self.on_frame is not None and isinstance(frame, av.VideoFrame):
                 self.on_frame(frame)
+            if self.kind == "video":
+                self.frames_sent += 1
             return frame
 
     def replace_source(self, source: MediaStreamTrack) -> None:

@@ -18,7 +18,6 @@ from aiortc import (
     RTCIceServer,
     RTCIceTransportPolicy,
     RTCPeerConnection,
-    RTCRtpSender,
     RTCSessionDescription,
     sdp,
 )
@@ -27,6 +26,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from ..media.h264 import attach_sender, h264_preferences, is_pre_encoded
 from ..protocol import IceCandidate, SessionDescription
+from .codecs import codec_preferences, common_video_codecs, reject_video, rejected_video_answer
 from .jitter import conceal_lost_audio, release_frames_on_marker
 from .reoffer import ReofferError, media_kinds, shape_like
 from .watchdog import MediaWatchdog
@@ -42,6 +42,9 @@ class RtcError(Exception):
 
 # Opens a call's local source; None when the device can't be had (the call goes on without).
 SourceOpener = Callable[[], Awaitable[MediaStreamTrack | None]]
+# The camera's opener is told the video codecs the peer can take (None: not known yet, our own
+# offer), so that a camera with its own H.264 encoder can give frames to encode instead.
+VideoOpener = Callable[[Sequence[str] | None], Awaitable[MediaStreamTrack | None]]
 
 
 @dataclass
@@ -49,8 +52,10 @@ class MediaPlan:
     """What a call sends and where what it receives goes. Built per call by the app."""
 
     audio_source: SourceOpener | None
-    video_source: SourceOpener | None
+    video_source: VideoOpener | None
     on_remote_track: Callable[[MediaStreamTrack], None]
+    # The offer's video has no codec in common with the kiosk: the call is audio only (why).
+    on_audio_only: Callable[[str], None] | None = None
     video_codecs: Sequence[str] = ("VP8", "H264")
     ice_servers: Sequence[RTCIceServer] = field(default_factory=list)
     media_timeout_s: float = 2.0  # nothing from the peer this long: the path is lost
@@ -69,6 +74,14 @@ def offered_kinds(sdp: str) -> list[str]:
     return kinds
 
 
+def offered_video_names(sdp: str) -> list[str]:
+    """The codec names of an SDP's video rtpmaps (for the log), without RTX."""
+    video = sdp[sdp.find("m=video"):] if "m=video" in sdp else ""
+    names = re.findall(r"^a=rtpmap:\d+ ([^/\r\n]+)/", video, re.MULTILINE)
+    return [name for name in dict.fromkeys(names) if name.lower() not in ("rtx", "red",
+                                                                           "ulpfec")]
+
+
 def parse_candidate(candidate: IceCandidate) -> Any:
     """A browser's candidate line (with 'candidate:' and extra attributes) as aiortc wants it."""
     line = candidate.candidate
@@ -78,16 +91,6 @@ def parse_candidate(candidate: IceCandidate) -> Any:
     parsed.sdpMid = candidate.sdp_mid
     parsed.sdpMLineIndex = candidate.sdp_mline_index
     return parsed
-
-
-def codec_preferences(kind: str, names: Sequence[str]) -> list:
-    """Capabilities ordered by the configured names (with their RTX), others dropped."""
-    capabilities = RTCRtpSender.getCapabilities(kind).codecs
-    preferred = []
-    for name in names:
-        preferred += [c for c in capabilities if c.mimeType.lower() == f"{kind}/{name}".lower()]
-    rtx = [c for c in capabilities if c.mimeType.lower() == f"{kind}/rtx"]
-    return preferred + rtx if preferred else []
 
 
 class RtcSession:
@@ -104,6 +107,7 @@ class RtcSession:
         self._queued: list[IceCandidate] = []
         self._remote_set = False
         self._closed = False
+        self._peer_video_codecs: list[str] | None = None  # from the offer we answer
         self.watchdog = MediaWatchdog(plan.media_timeout_s)
         self._pc.on("connectionstatechange", self._state_changed)
         self._pc.on("track", plan.on_remote_track)
@@ -121,9 +125,7 @@ class RtcSession:
     async def _open_sources(self, kinds: Sequence[str]) -> dict[str, MediaStreamTrack | None]:
         """One track per kind, opened concurrently (the openers wait for devices off the loop)."""
         wanted = list(dict.fromkeys(kinds))
-        openers = [self._plan.audio_source if kind == "audio" else self._plan.video_source
-                   for kind in wanted]
-        results = await asyncio.gather(*(opener() if opener else _none() for opener in openers),
+        results = await asyncio.gather(*(self._open(kind) for kind in wanted),
                                        return_exceptions=True)
         tracks: dict[str, MediaStreamTrack | None] = {}
         for kind, result in zip(wanted, results, strict=True):
@@ -138,6 +140,12 @@ class RtcSession:
                     track.stop()
             raise RtcError("the call ended while its camera and microphone were opening")
         return tracks
+
+    def _open(self, kind: str) -> Awaitable[MediaStreamTrack | None]:
+        if kind == "audio":
+            return self._plan.audio_source() if self._plan.audio_source else _none()
+        video = self._plan.video_source
+        return video(self._peer_video_codecs) if video else _none()
 
     async def _add_local_media(self, kinds: Sequence[str]) -> None:
         # Transceivers are added before setRemoteDescription so that aiortc uses them (and the
@@ -156,10 +164,11 @@ class RtcSession:
             self.watchdog.listen(transceiver)
             if kind == "video":
                 release_frames_on_marker(transceiver.receiver)  # one frame interval sooner
-                preferences = h264_preferences() if track is not None and is_pre_encoded(track) \
-                    else codec_preferences("video", self._plan.video_codecs)
-                if preferences:
-                    transceiver.setCodecPreferences(preferences)
+                # A pre-encoded stream can go out only as what it is; otherwise every codec,
+                # the configured ones first: a preference orders, it never refuses.
+                transceiver.setCodecPreferences(
+                    h264_preferences() if track is not None and is_pre_encoded(track)
+                    else codec_preferences("video", self._plan.video_codecs))
             else:
                 conceal_lost_audio(transceiver.receiver)  # a lost packet: 20 ms concealed
 
@@ -172,16 +181,29 @@ class RtcSession:
                      candidates: Sequence[IceCandidate] = ()) -> SessionDescription:
         """Answer an offer; returns our answer with all our candidates inside."""
         self._queued.extend(candidates)
-        await self._add_local_media(offered_kinds(offer.sdp))
+        remote = offer.sdp
+        rejected: dict[int, str] = {}  # video sections taken out, by m-line index
+        if "video" in offered_kinds(remote):
+            self._peer_video_codecs = common_video_codecs(remote)
+            if not self._peer_video_codecs:
+                remote, rejected = reject_video(remote)
+                why = "the caller's browser has no video codec in common with the kiosk"
+                log.warning("call %s: %s (it offered %s): an audio call", self.call_id, why,
+                            ", ".join(offered_video_names(offer.sdp)) or "none")
+                if self._plan.on_audio_only is not None:
+                    self._plan.on_audio_only(why)
+        await self._add_local_media(offered_kinds(remote))
         try:
-            await self._pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+            await self._pc.setRemoteDescription(RTCSessionDescription(remote, "offer"))
         except Exception as exc:
             raise RtcError(f"the offer was refused: {exc}") from None
         self._remote_set = True
         await self._flush_candidates()
         await self._pc.setLocalDescription(await self._pc.createAnswer())
         # localDescription, not createAnswer()'s result: aiortc adds its candidates only here.
-        return SessionDescription("answer", self._pc.localDescription.sdp)
+        answer = self._pc.localDescription.sdp
+        return SessionDescription("answer", rejected_video_answer(answer, rejected)
+                                  if rejected else answer)
 
     async def offer(self, call_type: str) -> SessionDescription:
         """Start an outgoing call; returns our offer with all our candidates inside."""

@@ -16,6 +16,9 @@ from ..config import Config
 from ..media.problems import Problem
 from .view import View
 
+# The problems map's key for a video call whose peer has no video codec in common with the kiosk
+# (media/local.py sets it).
+AUDIO_ONLY_KEY = "rtc.video_codecs"
 # The local sources, by config key: the name the screen and the log give each.
 SOURCE_DEVICES = {"video.source": "camera", "audio.source": "microphone"}
 # A device error's reason (media.capture.REASONS, and "lost" mid-call) as the error screen
@@ -81,6 +84,8 @@ def media_warnings(call_type: str, problems: Mapping[str, Problem]) -> tuple[str
             warnings.append(f"{device.capitalize()} {problem.reason}")
         else:
             warnings.append(f"No {device}")
+    if call_type == "video" and problems.get(AUDIO_ONLY_KEY) is not None:
+        warnings.append("Audio only: no video codec in common")
     return tuple(warnings)
 
 
