@@ -148,3 +148,50 @@ async def test_the_call_log_counts_the_frames_sent(relay):
             assert call["frames_received"] > 0
     finally:
         await caller.close()
+
+
+def _offered_video(sdp: str) -> list[str]:
+    video = sdp[sdp.index("m=video"):]
+    return [name for name in re.findall(r"^a=rtpmap:\d+ ([^/\r\n]+)/", video, re.MULTILINE)
+            if name != "rtx"]
+
+
+async def test_the_kiosks_own_offer_has_every_codec_preferred_first(relay):
+    callee = await _caller(relay, video_codecs=["VP8"])
+    try:
+        async with running_kiosk(relay.url, 'rtc.video_codecs=["H264"]') as kiosk:
+            kiosk.place_call("alice")
+            offer = await callee.answer_incoming()
+            assert _offered_video(offer["offer"]["sdp"]) == ["H264", "H264", "VP8"]
+            await kiosk.wait_for_state(State.CONNECTED)
+            await _video_both_ways(kiosk, callee)
+    finally:
+        await callee.close()
+
+
+async def test_hardware_camera_calling_a_vp8_only_callee_sends_through_the_software_path(
+        relay, fake_picamera2):
+    callee = await _caller(relay, video_codecs=["VP8"])
+    try:
+        async with running_kiosk(relay.url, "video.source=picamera2", "video.encoder=hardware",
+                                 "video.width=640", "video.height=480", "video.fps=24",
+                                 'rtc.video_codecs=["VP8"]') as kiosk:
+            kiosk.place_call("alice")
+            offer = await callee.answer_incoming()
+            # The camera's own H.264 first, then the rest.
+            assert _offered_video(offer["offer"]["sdp"]) == ["H264", "H264", "VP8"]
+            await kiosk.wait_for_state(State.CONNECTED)
+            await _video_both_ways(kiosk, callee)
+            assert isinstance(kiosk.runner.local.tracks["video"].source, Picamera2YuvTrack)
+            assert "video.source" not in (kiosk.status()["media_errors"] or {})
+            await callee.hangup()
+            await kiosk.wait_for_state(State.IDLE)
+
+            callee.video_codecs = None  # a callee with H.264 gets the hardware stream
+            kiosk.place_call("alice")
+            await callee.answer_incoming()
+            await kiosk.wait_for_state(State.CONNECTED)
+            await _video_both_ways(kiosk, callee)
+            assert isinstance(kiosk.runner.local.tracks["video"].source, Picamera2H264Track)
+    finally:
+        await callee.close()

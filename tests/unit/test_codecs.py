@@ -86,3 +86,25 @@ async def test_a_rejected_video_line_goes_back_into_the_answer_in_its_place():
     assert [(m.kind, m.port) for m in media][1] == ("video", 0)
     assert media[0].kind == "audio" and media[0].port != 0
     assert media[1].rtp.muxId == "1" and media[1].direction == "inactive"
+
+
+def test_a_hardware_camera_gives_a_peer_without_h264_frames_to_encode():
+    from kioskd.media.picamera2 import Picamera2Backend
+
+    hardware = {"width": 1280, "height": 720, "fps": 30, "encode": "hardware",
+                "bitrate": 2_000_000}
+    assert Picamera2Backend.for_peer(hardware, ["VP8", "H264"]) == hardware
+    assert Picamera2Backend.for_peer(hardware, ["VP8"]) == {
+        "width": 640, "height": 480, "fps": 24, "encode": "software", "bitrate": None}
+    assert Picamera2Backend.for_peer(hardware, [])["encode"] == "software"
+    software = {**hardware, "encode": "software"}
+    assert Picamera2Backend.for_peer(software, ["VP8"]) == software
+
+
+def test_the_screen_says_a_call_is_audio_only():
+    from kioskd.media.problems import FALLBACK, Problem
+    from kioskd.ui.status_view import media_warnings
+
+    problems = {"rtc.video_codecs": Problem(FALLBACK, "no video codec in common: audio only")}
+    assert media_warnings("video", problems) == ("Audio only: no video codec in common",)
+    assert media_warnings("video", {}) == ()

@@ -601,7 +601,9 @@ class RtcSection:
         (), IceServers(), "STUN/TURN servers; empty by default so an unreachable server can "
                           "never stall a call")
     video_codecs: tuple[str, ...] = key(("VP8", "H264"), Codecs(("VP8", "H264")),
-                                        "video codecs offered, most preferred first")
+                                        "video codecs in order of preference; a preference "
+                                        "orders, never refuses: the others are offered and "
+                                        "accepted after them")
 
 
 @dataclass(frozen=True)

@@ -348,7 +348,14 @@ def attach_sender(sender: RTCRtpSender, track: MediaStreamTrack | None = None) -
 
     async def checked_send(parameters: Any) -> None:
         codec = parameters.codecs[0] if parameters.codecs else None
-        if codec is None or codec.mimeType.lower() != "video/h264":
+        refused = getattr(track, "on_codec_refused", None)
+        if codec is not None and codec.mimeType.lower() != "video/h264" and refused:
+            # Our own offer had H.264 first, the far end chose another: the wrapper goes on
+            # with the camera's frames for aiortc's encoder (LocalMedia opens them).
+            log.info("the far end chose %s over H.264: the camera's frames go to aiortc's "
+                     "encoder instead of the hardware stream", codec.mimeType)
+            refused(codec.name)
+        elif codec is None or codec.mimeType.lower() != "video/h264":
             name = codec.mimeType if codec is not None else "no codec"
             log.error("the far end refused H.264 (negotiated %s): the pre-encoded camera "
                       "sends nothing; offer H.264 or use video.encoder = \"software\"", name)

@@ -122,6 +122,8 @@ class LocalMedia:
         track.wait_for_replacement = True  # a device lost mid-call is opened again
         track.on_ended = lambda error: self._lost(call, track, key, error)
         self._peer_codecs[kind] = peer_codecs  # a reopened device must give the same codec
+        if kind == "video":
+            track.on_codec_refused = lambda codec: self._reencode(call, track, key, codec)
         if kind == "video" and self.preview is not None and self.config.display.preview:
             track.on_frame = self.preview
         self._tracks[kind] = track
@@ -209,6 +211,38 @@ class LocalMedia:
             log.info("call %s: %s is back", call.id, DEVICE_NAMES[key])
             self._opened(key, opened)
             return
+
+    def _reencode(self, call: Call, track: SwitchableTrack, key: str, codec: str) -> None:
+        """The far end chose `codec` over the camera's own H.264 (an answer to our offer):
+        open the camera again for frames that aiortc encodes, and go on with them."""
+        if not self._is_current(call):
+            return
+        self._peer_codecs[track.kind] = [codec]
+        track.on_ended = None  # the source stopped on purpose: not a lost camera
+        track.source.stop()
+        self._reopening.spawn(self._open_for(call, track, key), name=f"reencode {key}")
+
+    async def _open_for(self, call: Call, track: SwitchableTrack, key: str) -> None:
+        table = SOURCES[track.kind][0]
+        try:
+            opened = await asyncio.to_thread(
+                opening.open_configured, table, self.config,
+                echo_reference=self.echo_reference, peer_codecs=self._peer_codecs[track.kind])
+        except Exception as exc:
+            log.error("call %s: the camera could not be opened again for %s: %s; the call goes "
+                      "on without the kiosk's picture", call.id,
+                      ", ".join(self._peer_codecs[track.kind] or ()), exc)
+            self.problems.set(key, exc.reason if isinstance(exc, DeviceUnavailable)
+                              else "failed", str(exc))
+            track.wait_for_replacement = False
+            track.stop()
+            return
+        if not self._is_current(call) or track.readyState != "live":
+            opened.track.stop()
+            return
+        track.on_ended = lambda error: self._lost(call, track, key, error)
+        track.replace_source(opened.track)
+        self._opened(key, opened)
 
     def _is_current(self, call: Call) -> bool:
         return self._call is not None and self._call.id == call.id

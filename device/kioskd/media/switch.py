@@ -40,6 +40,9 @@ class SwitchableTrack(MediaStreamTrack):
         self.on_ended: Callable[[str], None] | None = None
         # After on_ended, wait for replace_source() instead of ending (the app reopens).
         self.wait_for_replacement = False
+        # A pre-encoded source whose codec the far end did not choose, with the codec it
+        # chose: the app replaces the source with one that gives frames to encode.
+        self.on_codec_refused: Callable[[str], None] | None = None
         self._replaced = asyncio.Event()
         self._black: av.VideoFrame | None = None
         self._pts_offset = 0  # added to the source's pts, so a replacement carries on

@@ -164,13 +164,20 @@ class RtcSession:
             self.watchdog.listen(transceiver)
             if kind == "video":
                 release_frames_on_marker(transceiver.receiver)  # one frame interval sooner
-                # A pre-encoded stream can go out only as what it is; otherwise every codec,
-                # the configured ones first: a preference orders, it never refuses.
-                transceiver.setCodecPreferences(
-                    h264_preferences() if track is not None and is_pre_encoded(track)
-                    else codec_preferences("video", self._plan.video_codecs))
+                transceiver.setCodecPreferences(self._video_preferences(track))
             else:
                 conceal_lost_audio(transceiver.receiver)  # a lost packet: 20 ms concealed
+
+    def _video_preferences(self, track: MediaStreamTrack | None) -> list[Any]:
+        """Every video codec, the configured ones first: a preference orders, it never
+        refuses. A pre-encoded stream answers only as what it is (it was opened because the
+        offer has H.264); our own offer puts H.264 first for it, and should the far end choose
+        another codec the camera gives frames to encode instead (LocalMedia)."""
+        if track is None or not is_pre_encoded(track):
+            return codec_preferences("video", self._plan.video_codecs)
+        if self._peer_video_codecs is not None:
+            return h264_preferences()
+        return codec_preferences("video", ["H264", *self._plan.video_codecs])
 
     async def _flush_candidates(self) -> None:
         queued, self._queued = self._queued, []
