@@ -24,4 +24,6 @@ if [ ! -d "$driver_dir/node_modules/puppeteer-core" ]; then
   (cd "$driver_dir" && npm ci --no-audit --no-fund --ignore-scripts)
 fi
 
-echo "install-firefox-driver: node $(node --version), puppeteer-core $(cd "$driver_dir" && node -p 'require("puppeteer-core/package.json").version'), $(firefox-esr --version 2>/dev/null || echo "no firefox-esr")"
+version=$(cd "$driver_dir" && node -p 'require("puppeteer-core/package.json").version')
+echo "install-firefox-driver: node $(node --version), puppeteer-core $version," \
+  "$(firefox-esr --version 2>/dev/null || echo "no firefox-esr")"

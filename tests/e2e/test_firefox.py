@@ -12,12 +12,12 @@ recorded in docs/caller-page.md.
 from __future__ import annotations
 
 import json
-import re
 from urllib.parse import urlencode
 
 import pytest
 
 from kioskd.call.states import State
+from tests.e2e.conftest import negotiated
 from tests.integration.conftest import running_kiosk
 from tests.support.firefox import UI_TIMEOUT_MS, FirefoxPage, missing, running_firefox
 
@@ -93,26 +93,6 @@ async def connected(page: FirefoxPage, kiosk) -> None:
 async def audio_grows(page: FirefoxPage) -> None:
     before = await page_stats(page, "s.audioBytesReceived > 0")
     await page_stats(page, f"s.audioBytesReceived > {before['audioBytesReceived']}")
-
-
-def negotiated(kiosk) -> dict[str, dict[str, list[str]]]:
-    """The codecs of the kiosk's side of the SDP (its answer, or its offer as caller) and the
-    peer's, per media kind: the first of each m-line's list is the one used."""
-    pc = kiosk.runner.session.pc
-
-    def codecs(sdp: str) -> dict[str, list[str]]:
-        kinds: dict[str, list[str]] = {}
-        kind = ""
-        for line in sdp.splitlines():
-            if line.startswith("m="):
-                kind = line[2:].split()[0]
-                kinds.setdefault(kind, [])
-            elif match := re.match(r"a=rtpmap:\d+ ([^/]+)/", line):
-                if match.group(1) not in ("rtx", "red", "ulpfec", "telephone-event", "CN"):
-                    kinds[kind].append(match.group(1))
-        return kinds
-
-    return {"kiosk": codecs(pc.localDescription.sdp), "firefox": codecs(pc.remoteDescription.sdp)}
 
 
 def report(case: str, firefox, kiosk, stats: dict) -> None:
