@@ -81,11 +81,16 @@ const PREFS = {
   "toolkit.telemetry.enabled": false,
   "toolkit.telemetry.unified": false,
   "toolkit.telemetry.server": "",
+  // Remote settings (blocklists, certificate revocations...): the same dummy server Firefox's
+  // own remote agent sets, which makes no request at all. A release build honours it only
+  // with MOZ_REMOTE_SETTINGS_DEVTOOLS=1 (set below); else it looks up its real server.
+  "services.settings.server": "data:,#remote-settings-dummy/v1",
 };
 
 const write = (message) => process.stdout.write(JSON.stringify(message) + "\n");
 
 async function main() {
+  process.env.MOZ_REMOTE_SETTINGS_DEVTOOLS = "1"; // Firefox inherits it: see the last pref
   let browser;
   try {
     browser = await puppeteer.launch({
