@@ -2,8 +2,9 @@
 # Set up kioskd on a fresh Debian / Raspberry Pi OS machine: system packages, a virtualenv in
 # .venv, and the pinned Python packages. Safe to run again: it only installs what is missing.
 #   scripts/setup.sh          the daemon, the relay and the demo
-#   scripts/setup.sh --test   also what the test suite needs (Chromium, Xvfb, redis-server,
-#                             PipeWire, pytest...)
+#   scripts/setup.sh --test   also what the test suite needs (Chromium, Firefox ESR, Xvfb,
+#                             redis-server, PipeWire, Node.js with socket.io and puppeteer-core,
+#                             pytest...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,8 +12,9 @@ with_tests=0
 [ "${1:-}" = "--test" ] && with_tests=1
 
 packages=(python3 python3-venv python3-dev gcc iproute2 util-linux)
-[ "$with_tests" = 1 ] && packages+=(chromium fonts-liberation xvfb systemd libasound2-dev
-                                     redis-server coturn pipewire-alsa wireplumber)
+[ "$with_tests" = 1 ] && packages+=(chromium firefox-esr fonts-liberation xvfb systemd
+                                     libasound2-dev redis-server coturn pipewire-alsa
+                                     wireplumber)
 
 # Not `dpkg -s`: it succeeds for a removed package whose config files are left.
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
@@ -97,5 +99,7 @@ echo "setup: installing Python packages (pinned by constraints.txt)"
 if [ "$with_tests" = 1 ]; then
   # The interop tests run the web app's kind of backend: a Node.js socket.io server.
   scripts/install-node-relay.sh
+  # The Firefox tests drive Debian's firefox-esr with puppeteer-core (Node.js).
+  scripts/install-firefox-driver.sh
 fi
 echo "setup: done"

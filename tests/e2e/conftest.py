@@ -93,3 +93,23 @@ def open_caller(browser, relay):
         return page
 
     return open_page
+
+
+def negotiated(kiosk) -> dict[str, dict[str, list[str]]]:
+    """The codecs of the kiosk's side of the SDP (its answer, or its offer as caller) and the
+    peer's, per media kind: the first of each m-line's list is the one used."""
+    pc = kiosk.runner.session.pc
+
+    def codecs(sdp: str) -> dict[str, list[str]]:
+        kinds: dict[str, list[str]] = {}
+        kind = ""
+        for line in sdp.splitlines():
+            if line.startswith("m="):
+                kind = line[2:].split()[0]
+                kinds.setdefault(kind, [])
+            elif match := re.match(r"a=rtpmap:\d+ ([^/]+)/", line):
+                if match.group(1) not in ("rtx", "red", "ulpfec", "telephone-event", "CN"):
+                    kinds[kind].append(match.group(1))
+        return kinds
+
+    return {"kiosk": codecs(pc.localDescription.sdp), "peer": codecs(pc.remoteDescription.sdp)}

@@ -13,7 +13,7 @@ import pytest
 
 from kioskd.call.events import Hangup
 from kioskd.call.states import State
-from tests.e2e.conftest import UI_TIMEOUT_MS, expect, missing
+from tests.e2e.conftest import UI_TIMEOUT_MS, expect, missing, negotiated
 from tests.integration.conftest import running_kiosk
 from tests.support.caller import ScriptedCaller
 
@@ -79,6 +79,8 @@ async def test_browser_calls_kiosk_video(relay, open_caller):
         await audio_grows(page)
         await kiosk.runner.media.sink.wait_for_frames(video=10, audio=20, timeout=15)
         assert kiosk.status()["call"]["peer_name"] == "Alice"
+        print(f"\nChromium calls the kiosk, video: page receives {stats['videoCodec']}, sends "
+              f"{stats['sendVideoCodec']}; SDP {negotiated(kiosk)}")
 
 
 async def test_browser_calls_kiosk_audio_only(relay, open_caller):
@@ -191,6 +193,37 @@ async def test_video_codec_follows_the_kiosk_config(relay, open_caller, caller, 
         assert stats["videoCodec"] == expected  # what the kiosk sends
         assert stats["sendVideoCodec"] == expected  # what the page sends
         await kiosk.runner.media.sink.wait_for_frames(video=5, timeout=15)
+        print(f"\nChromium ({caller} calls), rtc.video_codecs={codecs}: page receives "
+              f"{stats['videoCodec']}, sends {stats['sendVideoCodec']}; SDP {negotiated(kiosk)}")
+
+
+# The page's offers list H.264 alone (and its RTX), like a caller whose browser has no VP8.
+_H264_ONLY_OFFERS = """() => {
+  const createOffer = RTCPeerConnection.prototype.createOffer;
+  RTCPeerConnection.prototype.createOffer = function (...args) {
+    const h264 = RTCRtpReceiver.getCapabilities("video").codecs
+      .filter((c) => /^video\\/(h264|rtx)$/i.test(c.mimeType));
+    for (const t of this.getTransceivers()) {
+      if (t.receiver.track.kind === "video") t.setCodecPreferences(h264);
+    }
+    return createOffer.apply(this, args);
+  };
+}"""
+
+
+async def test_h264_only_browser_calls_a_kiosk_that_prefers_vp8(relay, open_caller):
+    async with running_kiosk(relay.url, 'rtc.video_codecs=["VP8", "H264"]') as kiosk:
+        page = await open_caller(token=ALICE, call="kiosk")
+        await page.evaluate(_H264_ONLY_OFFERS)
+        await page.click("#video-call")
+        await connected(page, kiosk)
+        offered = kiosk.runner.session.pc.remoteDescription.sdp
+        assert "VP8" not in offered and "H264" in offered
+        stats = await page_stats(page, "s.framesDecoded > 5 && s.framesEncoded > 5")
+        assert stats["videoCodec"] == stats["sendVideoCodec"] == "video/H264"
+        await kiosk.runner.media.sink.wait_for_frames(video=5, timeout=15)
+        print(f"\nChromium, H.264-only offer, kiosk prefers VP8: page receives "
+              f"{stats['videoCodec']}, sends {stats['sendVideoCodec']}; SDP {negotiated(kiosk)}")
 
 
 async def test_unknown_token_shows_unauthorized(relay, browser):
