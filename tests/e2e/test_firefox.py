@@ -29,9 +29,6 @@ pytestmark = [
 ]
 
 ALICE = "alice-secret"  # the page signs in as alice; the kiosk is "kiosk" (Lobby kiosk)
-NEEDS_CODEC_FALLBACK = pytest.mark.xfail(
-    strict=True, reason="needs codec fallback: a kiosk whose rtc.video_codecs names only codecs "
-    "the caller lacks refuses the call instead of falling back to one both have")
 
 
 @pytest.fixture
@@ -142,7 +139,7 @@ async def test_kiosk_calls_firefox_which_answers_by_itself(relay, open_caller, f
 
 @pytest.mark.parametrize("codecs", [
     '["H264", "VP8"]',  # the Pi 4 profile's list
-    pytest.param('["H264"]', marks=NEEDS_CODEC_FALLBACK),
+    '["H264"]',
 ])
 async def test_firefox_calls_a_kiosk_that_prefers_h264(relay, open_caller, firefox, codecs):
     # Firefox here has no H.264 (no OpenH264 plugin): the kiosk has to send VP8.
@@ -156,7 +153,6 @@ async def test_firefox_calls_a_kiosk_that_prefers_h264(relay, open_caller, firef
         report(f"Firefox calls a kiosk with rtc.video_codecs={codecs}", firefox, kiosk, stats)
 
 
-@NEEDS_CODEC_FALLBACK
 async def test_firefox_calls_a_kiosk_whose_camera_encodes_h264(relay, open_caller, firefox,
                                                               fake_picamera2):
     # The Pi 4 profile: the camera's hardware encoder makes H.264 only, which Firefox cannot
