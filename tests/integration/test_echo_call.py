@@ -73,6 +73,7 @@ async def speech_coming_back(relay, echo_path, monkeypatch, *overrides: str) -> 
             await caller.sink.wait_for_frames(audio=frames, timeout=SETTLE_S + MEASURE_S + 15)
             received = caller.sink.recorded()
             speaker = kiosk.runner.media.speaker.stats()
+            processing = kiosk.local_media.audio_processing()
     finally:
         await caller.close()
     assert speaker["device_error"] is None and speaker["played_periods"] > 0
@@ -81,7 +82,8 @@ async def speech_coming_back(relay, echo_path, monkeypatch, *overrides: str) -> 
     result = {"sent_dbfs": sent_db, "received_dbfs": received_db,
               "returned_db": received_db - sent_db,
               "similarity": speech_similarity(received, speech)}
-    print(f"echo call {overrides}: " + ", ".join(f"{k} {v:.2f}" for k, v in result.items()))
+    print(f"echo call {overrides}: " + ", ".join(f"{k} {v:.2f}" for k, v in result.items())
+          + f"; processing {processing}")
     return result
 
 
