@@ -203,13 +203,8 @@ class LocalMedia:
             except Exception as exc:
                 log.debug("%s: not back yet: %s", key, exc)
                 continue
-            if not self._is_current(call) or track.readyState != "live":
-                opened.track.stop()
-                return
-            track.on_ended = lambda error: self._lost(call, track, key, error)
-            track.replace_source(opened.track)
-            log.info("call %s: %s is back", call.id, DEVICE_NAMES[key])
-            self._opened(key, opened)
+            if self._swap_in(call, track, key, opened):
+                log.info("call %s: %s is back", call.id, DEVICE_NAMES[key])
             return
 
     def _reencode(self, call: Call, track: SwitchableTrack, key: str, codec: str) -> None:
@@ -237,12 +232,19 @@ class LocalMedia:
             track.wait_for_replacement = False
             track.stop()
             return
+        self._swap_in(call, track, key, opened)
+
+    def _swap_in(self, call: Call, track: SwitchableTrack, key: str,
+                 opened: opening.Opened) -> bool:
+        """The call's track goes on with the device opened again; False (and the device let
+        go) if the call or the track ended meanwhile."""
         if not self._is_current(call) or track.readyState != "live":
             opened.track.stop()
-            return
+            return False
         track.on_ended = lambda error: self._lost(call, track, key, error)
         track.replace_source(opened.track)
         self._opened(key, opened)
+        return True
 
     def _is_current(self, call: Call) -> bool:
         return self._call is not None and self._call.id == call.id
