@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.processes import stop_process
+
 INSTALL_HINT = "coturn is not installed (scripts/setup.sh --test installs it)"
 HOST = "127.0.0.2"  # aioice gathers no host candidate on 127.0.0.1
 
@@ -59,9 +61,4 @@ def running_coturn(folder: Path, secret: str = "turn-shared-secret") -> Iterator
             time.sleep(0.05)
         yield Turn(HOST, port, secret, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

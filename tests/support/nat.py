@@ -34,7 +34,6 @@ import json
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -49,6 +48,7 @@ from typing import Any, TypeVar
 from tests.support import impair as impair_module
 from tests.support import netns
 from tests.support.kioskd_process import KioskDaemon, kioskd_inside
+from tests.support.processes import stop_process
 
 T = TypeVar("T")
 
@@ -312,16 +312,6 @@ def _wait_for_line(process: subprocess.Popen[str], needle: str, timeout: float) 
     raise RuntimeError(f"no {needle!r} in {timeout} s (exit status {process.poll()})")
 
 
-def _stop(process: subprocess.Popen[Any]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @contextlib.contextmanager
 def _coturn(public: Namespace, folder: Path) -> Iterator[Path]:
     log = folder / "turnserver.log"
@@ -349,7 +339,7 @@ def _coturn(public: Namespace, folder: Path) -> Iterator[Path]:
             time.sleep(0.05)
         yield log
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @contextlib.contextmanager
@@ -367,7 +357,7 @@ def _relay(public: Namespace, folder: Path) -> Iterator[None]:
             _wait_for_line(process, "listening on", 15)
             yield
         finally:
-            _stop(process)
+            stop_process(process)
             if process.stdout is not None:
                 process.stdout.close()
 

@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.support.processes import stop_process
+
 PLAYBACK_PCM = "echo_playback"  # the kiosk's loudspeaker: plays into the room
 CAPTURE_PCM = "echo_capture"  # the kiosk's microphone: hears the room
 SPEAKER_NODE = "echo_speaker"
@@ -252,13 +254,7 @@ class EchoPath:
     def stop(self) -> None:
         """Stop the daemons by PID, the session manager first."""
         while self.processes:
-            process = self.processes.pop()
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(self.processes.pop())
 
 
 def _private_env(directory: Path, runtime: Path) -> dict[str, str]:

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from tests.support.processes import stop_process
+
 INSTALL_HINT = ("redis-server is not installed "
                 "(scripts/setup.sh --test, or apt-get install redis-server)")
 
@@ -65,12 +67,7 @@ class RedisServer:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
 

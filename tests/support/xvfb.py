@@ -10,6 +10,8 @@ import subprocess
 from pathlib import Path
 from typing import Iterator
 
+from tests.support.processes import stop_process
+
 
 @contextlib.contextmanager
 def running_xvfb(width: int = 1280, height: int = 720, timeout: float = 10.0,
@@ -35,9 +37,4 @@ def running_xvfb(width: int = 1280, height: int = 720, timeout: float = 10.0,
         yield f":{number}"
     finally:
         os.close(read_end)
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
