@@ -12,9 +12,12 @@ bench/network.py compares them with a browser in the kiosk's place.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -58,20 +61,29 @@ def display(monkeypatch):
         yield name
 
 
-async def test_an_impaired_link_with_chromium_as_the_caller(net, tmp_path, display):
+@contextlib.asynccontextmanager
+async def chromium_calls_the_kiosk(net, folder) -> AsyncIterator[tuple[Any, Any, dict]]:
+    """The real kioskd behind its NAT (rendering in a window) and Chromium on the caller page
+    behind the other, in a video call with frames on the kiosk's screen: (kiosk, page, the
+    kiosk's status then)."""
     from playwright.async_api import async_playwright
 
-    net.link.set(**IMPAIRED)
-    async with (running_kioskd(net, tmp_path, "udp", "display.mode=window") as kiosk,
+    async with (running_kioskd(net, folder, "udp", "display.mode=window") as kiosk,
                 async_playwright() as playwright,
-                chromium_in(playwright, net.caller, tmp_path, net.relay_url) as browser):
+                chromium_in(playwright, net.caller, folder, net.relay_url) as browser):
         await kiosk.wait_for(lambda status: status["signaling"] == "online"
                              and status["state"] == "idle", 15)
         page = await open_page(browser, caller_page_url(net, "alice-secret", call="kiosk"))
         await page.click("#video-call")
         await expect_status(page, "connected")
-        await kiosk.wait_for(lambda status: status["state"] == "connected"
-                             and status["call"]["media"].get("rendered_frames", 0) >= 5, 15)
+        status = await kiosk.wait_for(lambda status: status["state"] == "connected" and status[
+            "call"]["media"].get("rendered_frames", 0) >= 5, 15)
+        yield kiosk, page, status
+
+
+async def test_an_impaired_link_with_chromium_as_the_caller(net, tmp_path, display):
+    net.link.set(**IMPAIRED)
+    async with chromium_calls_the_kiosk(net, tmp_path) as (kiosk, page, _):
 
         # Both directions over the same window: the kiosk receives the page's video and
         # audio, the page the kiosk's.
@@ -102,20 +114,9 @@ async def test_a_blip_with_chromium_as_the_caller_and_the_same_call_goes_on(net,
     """The kiosk's link down for a moment mid-call: the same call goes on, through TURN, on
     the old connection or on the kiosk's re-offer, which the page applies in place. 2 s is
     the watchdog's timeout: the re-offer races the link coming back."""
-    from playwright.async_api import async_playwright
-
     from bench.network import PRESENTED, video_both_ways_again
 
-    async with (running_kioskd(net, tmp_path, "udp", "display.mode=window") as kiosk,
-                async_playwright() as playwright,
-                chromium_in(playwright, net.caller, tmp_path, net.relay_url) as browser):
-        await kiosk.wait_for(lambda status: status["signaling"] == "online"
-                             and status["state"] == "idle", 15)
-        page = await open_page(browser, caller_page_url(net, "alice-secret", call="kiosk"))
-        await page.click("#video-call")
-        await expect_status(page, "connected")
-        status = await kiosk.wait_for(lambda status: status["state"] == "connected" and status[
-            "call"]["media"].get("rendered_frames", 0) >= 5, 15)
+    async with chromium_calls_the_kiosk(net, tmp_path) as (kiosk, page, status):
         call_id = status["call"]["call_id"]
 
         async def counts() -> tuple[int, int]:
