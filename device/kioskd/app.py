@@ -3,6 +3,7 @@
     control socket   refuses to start beside another kioskd; kioskctl's commands
     call log         call history in SQLite
     metrics server   Prometheus text at /metrics (metrics.enabled)
+    video shedding   watches the CPU in a call; sends and draws less video when it is pressed
     screen           the kiosk's display, or headless
     signaling        the Socket.IO connection to the web app's server
     call runner      the event queue, the call machine and its effects
@@ -31,6 +32,7 @@ from .lifecycle import Component, run_until_one_ends, start_all, stop_all
 from .media.echo_reference import EchoReference
 from .media.local import LocalMedia
 from .media.problems import Problems
+from .media.shedding import VideoShedding
 from .metrics import KioskMetrics, MetricsServer
 from .screen_service import ScreenService
 from .signaling.client import SignalingClient
@@ -52,12 +54,15 @@ class KioskApp:
         self.problems = Problems(on_change=self._changed)
         self.calllog = CallLogService(config.calllog.path, config.calllog.max_rows,
                                       config.calllog.max_age_days)
-        self.screen_service = ScreenService(config, self.on_command, self.problems)
+        self.shedding = VideoShedding(config.video.shed_under_load)
+        self.screen_service = ScreenService(config, self.on_command, self.problems,
+                                            screen_fps=self.shedding.screen_fps)
         # What each call's speaker plays, for its microphone's echo canceller: one for the
         # kiosk, shared by the two sides (media/echo_reference.py).
         self.echo_reference = EchoReference()
         self.local_media = LocalMedia(config, self.problems, preview=self._preview,
-                                      echo_reference=self.echo_reference)
+                                      echo_reference=self.echo_reference,
+                                      shedding=self.shedding)
         self.signaling = SignalingClient(
             config.signaling.url, token, self.post, on_status=self._signaling_status,
             verify_tls=config.signaling.verify_tls,
@@ -66,6 +71,8 @@ class KioskApp:
             lambda: self.metrics.reconnects.set_total(self.signaling.reconnects))
         self.metrics.registry.add_collector(
             lambda: self.metrics.audio_processing(self.local_media.audio_processing()))
+        self.metrics.registry.add_collector(
+            lambda: self.metrics.video_shedding(self.shedding.stats()))
         self.runner = CallRunner(config, self.signaling, self.local_media, calllog=self.calllog,
                                  metrics=self.metrics,
                                  new_video_sink=self.screen_service.new_video_sink,
@@ -73,14 +80,14 @@ class KioskApp:
                                  turn_secrets=read_turn_secrets(config) if turn_secrets is None
                                  else turn_secrets, echo_reference=self.echo_reference)
         self.status_keeper = KioskStatus(config, self.runner, self.signaling, self.local_media,
-                                         self.notifier, self.screen_service)
+                                         self.notifier, self.screen_service, self.shedding)
         self.control = ControlServer(self, socket_path(config.control.socket))
         self.health = Health(self.notifier, self.status_keeper.line)
         self.components: list[Component] = [self.control, self.calllog]
         if config.metrics.enabled:
             self.components.append(MetricsServer(self.metrics.registry, config.metrics.host,
                                                  config.metrics.port))
-        self.components += [self.screen_service, self.signaling, self.runner,
+        self.components += [self.shedding, self.screen_service, self.signaling, self.runner,
                             self.status_keeper, self.health]
 
     @property
@@ -182,6 +189,7 @@ class KioskApp:
             log.warning("config: [%s] changed; it takes effect after a restart "
                         "(systemctl restart kioskd)", name)
         self.config = self.local_media.config = self.status_keeper.config = new
+        self.shedding.enabled = new.video.shed_under_load
         self.runner.apply_config(new, self.runner.turn_secrets if turn_secrets is None
                                  else turn_secrets)
         logging.getLogger().setLevel(new.log.level.upper())

@@ -120,6 +120,10 @@ def print_status(status: dict[str, Any]) -> None:
     processing = status.get("audio_processing")
     if processing:
         print(f"  microphone: {describe_processing(processing)}")
+    shedding = status.get("video_shedding")
+    if shedding and shedding.get("level"):
+        print(f"  video: shed to level {shedding['level']} of 3 (less video, the sound "
+              f"kept): {shedding['why']}")
     # A device the kiosk goes without, or a fallback it makes do with (docs/media.md).
     for key, text in {**(status.get("media_notices") or {}),
                       **(status.get("media_errors") or {})}.items():

@@ -191,6 +191,17 @@ class KioskMetrics:
         self.echo_delay = r.gauge(
             "kioskd_echo_delay_hint_seconds",
             "Delay hint given to the echo canceller (from the devices' buffers).")
+        self.shed_level = r.gauge(
+            "kioskd_video_shed_level",
+            "How much video the kiosk leaves out because its CPU is pressed: 0 none, 1 half "
+            "the frame rate, 2 and half the size, 3 a quarter of the frame rate.")
+        self.cpu_used = r.gauge(
+            "kioskd_cpu_seconds_per_second",
+            "CPU the daemon used, all its threads, over the last half second (1 = one core).")
+        self.cpu_throttled = r.gauge(
+            "kioskd_cpu_throttled_ratio",
+            "Share of its CPU quota's periods in which the kernel throttled the daemon, over "
+            "the last half second (absent without a quota).")
         self._last: tuple[str, dict[str, float]] | None = None  # (call id, counts seen so far)
         self.state_changed(State.IDLE.value)
 
@@ -217,6 +228,12 @@ class KioskMetrics:
         self.echo_erle.set(stats.get("erle_db"))
         hint_ms = stats.get("delay_hint_ms")
         self.echo_delay.set(None if hint_ms is None else hint_ms / 1000)
+
+    def video_shedding(self, stats: Mapping[str, Any]) -> None:
+        """The load watch's stats (media/shedding.py VideoShedding.stats())."""
+        self.shed_level.set(stats.get("level"))
+        self.cpu_used.set(stats.get("cpu"))
+        self.cpu_throttled.set(stats.get("throttled") if stats.get("cpu_budget") else None)
 
     def media(self, call_id: str, summary: Mapping[str, Any]) -> None:
         """The call's counts so far (calllog.MEDIA_KEYS: frames_received, frames_sent,

@@ -24,8 +24,10 @@ class ScreenService:
     name = "screen"
 
     def __init__(self, config: Config, on_command: Callable[[str], None],
-                 problems: Problems) -> None:
+                 problems: Problems,
+                 screen_fps: Callable[[], float | None] | None = None) -> None:
         self._config = config
+        self._screen_fps = screen_fps  # the most a call's video may be drawn, now
         self._on_command = on_command
         self._problems = problems
         self.screen: Any = None  # ui.KioskScreen once open; None when headless
@@ -60,7 +62,7 @@ class ScreenService:
         if self.screen is not None:
             from .ui import make_video_sink
 
-            sink: MeasuringSink = make_video_sink(self.screen)
+            sink: MeasuringSink = make_video_sink(self.screen, self._screen_fps)
             return sink
         sink = registry.resolve(registry.VIDEO_SINKS, "none")()
         return sink

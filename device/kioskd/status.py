@@ -19,6 +19,7 @@ from .call.states import State
 from .config import Config
 from .health import Notifier, status_line
 from .media.local import LocalMedia
+from .media.shedding import VideoShedding
 from .screen_service import ScreenService
 from .signaling.client import SignalingClient
 from .tasks import TaskSet
@@ -38,13 +39,14 @@ class KioskStatus:
 
     def __init__(self, config: Config, runner: CallRunner, signaling: SignalingClient,
                  local: LocalMedia, notifier: Notifier,
-                 screen_service: ScreenService) -> None:
+                 screen_service: ScreenService, shedding: VideoShedding | None = None) -> None:
         self.config = config
         self.runner = runner
         self.signaling = signaling
         self.local = local
         self.notifier = notifier
         self.screen_service = screen_service
+        self.shedding = shedding
         self.show: Callable[[View], None] | None = None  # the screen's update, when there is one
         self.state_changed = asyncio.Condition()
         self._deferred_view: asyncio.TimerHandle | None = None
@@ -150,6 +152,8 @@ class KioskStatus:
             "camera_off": self.local.off["video"],
             # The microphone's echo cancellation, noise suppression and gain, in a call.
             "audio_processing": self.local.audio_processing(),
+            # The CPU in a call, and how much video it sheds (media/shedding.py).
+            "video_shedding": self.shedding.stats() if self.shedding is not None else None,
             "calls_finished": runner.calls_finished,
             "media_errors": problems.errors() or None,
             "media_notices": problems.notices() or None,

@@ -346,7 +346,8 @@ def test_unknown_key_and_section(tmp_path):
     assert by_key["video.fsp"].source == str(main)
     assert by_key["video.fsp"].message == (
         "unknown key video.fsp (did you mean fps?); known keys in [video]: "
-        "source, width, height, fps, encoder, bitrate_kbps, device, input_format, file")
+        "source, width, height, fps, encoder, bitrate_kbps, device, input_format, file, "
+        "shed_under_load")
     assert by_key["vidoe"].message.startswith("unknown section [vidoe] (did you mean video?); "
                                               "known sections: kiosk, signaling,")
     assert "known keys in [rtc]: ice_servers, video_codecs" in by_key["rtc.extra"].message

@@ -104,7 +104,9 @@ async def test_scrape_kiosk_metrics_over_http() -> None:
                 "kioskd_frames_received_total": "counter", "kioskd_frames_sent_total": "counter",
                 "kioskd_packets_lost_total": "counter", "kioskd_call_rtt_seconds": "gauge",
                 "kioskd_media_lost_total": "counter", "kioskd_echo_cancellation_active": "gauge",
-                "kioskd_echo_erle_db": "gauge", "kioskd_echo_delay_hint_seconds": "gauge"}
+                "kioskd_echo_erle_db": "gauge", "kioskd_echo_delay_hint_seconds": "gauge",
+                "kioskd_video_shed_level": "gauge", "kioskd_cpu_seconds_per_second": "gauge",
+                "kioskd_cpu_throttled_ratio": "gauge"}
             # No call with an ALSA microphone: nothing to say about its echo canceller.
             assert not any(name.startswith("kioskd_echo_") for name, _ in samples)
 

@@ -214,6 +214,7 @@ class CallRunner:
             ice_servers=ice_servers(self.config, self.turn_secrets, time.time()),
             media_timeout_s=self.config.call.media_timeout_s,
             relay_only=relay_only,
+            receive_video_bps=self.local.receive_video_bps,
         )
         session = RtcSession(
             call.id, plan,

@@ -526,6 +526,9 @@ class VideoSection:
     input_format: str = key("mjpeg", OneOf(("mjpeg", "yuyv422")),
                             "what the V4L2 camera sends (v4l2 only)")
     file: str = key("", Text(), "video file to loop (file only)")
+    shed_under_load: bool = key(True, Flag(),
+                                "when the CPU cannot keep up, send and draw less video (lower "
+                                "frame rate, then smaller) so that the sound never breaks up")
 
 
 @dataclass(frozen=True)

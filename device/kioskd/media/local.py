@@ -30,6 +30,7 @@ from . import opening, registry
 from .capture import DeviceUnavailable
 from .echo_reference import EchoReference
 from .problems import FALLBACK, Problems
+from .shedding import FrameThinner, VideoShedding
 from .switch import SwitchableTrack
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,13 @@ AUDIO_ONLY_KEY = "rtc.video_codecs"  # the problems map's key for a call without
 class LocalMedia:
     def __init__(self, config: Config, problems: Problems | None = None,
                  preview: Callable[[Any], None] | None = None,
-                 echo_reference: EchoReference | None = None) -> None:
+                 echo_reference: EchoReference | None = None,
+                 shedding: VideoShedding | None = None) -> None:
         self.config = config
         self.problems = problems if problems is not None else Problems()
         self.preview = preview  # sees every local video frame (the screen's picture-in-picture)
         self.echo_reference = echo_reference  # what the speaker plays, for the microphone
+        self.shedding = shedding  # what video to leave out while the CPU is pressed
         self.off = {"audio": False, "video": False}  # muted / camera off, for this call
         self._call: Call | None = None
         self._tracks: dict[str, SwitchableTrack] = {}  # this call's tracks by kind
@@ -80,12 +83,16 @@ class LocalMedia:
         self._call = call
         if self._sent[0] != call.id:
             self._sent = (call.id, [])
+            if self.shedding is not None:
+                self.shedding.call_started()
 
     async def end(self, call: Call) -> None:
         """The call is over: stop reopening its devices, forget its mute and camera-off."""
         if self._call is not None and self._call.id != call.id:
             return
         self._call = None
+        if self.shedding is not None:
+            self.shedding.call_ended()
         self._tracks.clear()
         self._peer_codecs.clear()
         self.problems.clear(AUDIO_ONLY_KEY)
@@ -124,12 +131,18 @@ class LocalMedia:
         self._peer_codecs[kind] = peer_codecs  # a reopened device must give the same codec
         if kind == "video":
             track.on_codec_refused = lambda codec: self._reencode(call, track, key, codec)
+            if self.shedding is not None:
+                track.thinner = FrameThinner(self.shedding, self.config.video.fps)
         if kind == "video" and self.preview is not None and self.config.display.preview:
             track.on_frame = self.preview
         self._tracks[kind] = track
         if kind == "video" and self._sent[0] == call.id:
             self._sent[1].append(track)
         return track
+
+    def receive_video_bps(self) -> int | None:
+        """The most video bitrate to ask the caller for while the CPU is pressed; None: any."""
+        return self.shedding.level.receive_bps if self.shedding is not None else None
 
     def frames_sent(self, call: Call) -> int | None:
         """Video frames handed to the sender in `call`, over all its connections; None when

@@ -24,6 +24,8 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from .shedding import FrameThinner
+
 log = logging.getLogger(__name__)
 
 
@@ -51,6 +53,8 @@ class SwitchableTrack(MediaStreamTrack):
         # Video frames (or pre-encoded access units) handed to the sender: the call log's
         # frames_sent (aiortc's own stats count packets on the sending side, not frames).
         self.frames_sent = 0
+        # Leaves video frames out (or sends them smaller) while the CPU is pressed.
+        self.thinner: FrameThinner | None = None
 
     async def recv(self):  # returns what the source returns, replaced while off
         while True:
@@ -73,6 +77,10 @@ class SwitchableTrack(MediaStreamTrack):
                     frame = self._black_like(frame)
                 else:
                     continue  # av.Packet: nothing to send; the source paces us to the next
+            if self.thinner is not None and isinstance(frame, av.VideoFrame):
+                frame = self.thinner.thin(frame)
+                if frame is None:
+                    continue
             if self.on_frame is not None and isinstance(frame, av.VideoFrame):
                 self.on_frame(frame)
             if self.kind == "video":

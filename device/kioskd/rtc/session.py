@@ -28,6 +28,7 @@ from ..media.h264 import attach_sender, h264_preferences, is_pre_encoded
 from ..protocol import IceCandidate, SessionDescription
 from .codecs import codec_preferences, common_video_codecs, reject_video, rejected_video_answer
 from .jitter import conceal_lost_audio, release_frames_on_marker
+from .remb import limit_remb
 from .reoffer import ReofferError, media_kinds, shape_like
 from .watchdog import MediaWatchdog
 
@@ -60,6 +61,8 @@ class MediaPlan:
     ice_servers: Sequence[RTCIceServer] = field(default_factory=list)
     media_timeout_s: float = 2.0  # nothing from the peer this long: the path is lost
     relay_only: bool = False  # gather only TURN relay candidates (see RtcSession.relayed)
+    # The most video bitrate to ask the caller for, now (rtc/remb.py); None: no limit.
+    receive_video_bps: Callable[[], int | None] | None = None
 
 
 def offered_kinds(sdp: str) -> list[str]:
@@ -164,6 +167,8 @@ class RtcSession:
             self.watchdog.listen(transceiver)
             if kind == "video":
                 release_frames_on_marker(transceiver.receiver)  # one frame interval sooner
+                if self._plan.receive_video_bps is not None:
+                    limit_remb(transceiver.receiver, self._plan.receive_video_bps)
                 transceiver.setCodecPreferences(self._video_preferences(track))
             else:
                 conceal_lost_audio(transceiver.receiver)  # a lost packet: 20 ms concealed

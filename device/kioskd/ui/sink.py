@@ -12,6 +12,7 @@ import asyncio
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import av
@@ -30,9 +31,12 @@ class ScreenSink(MeasuringSink):
 
     LEVEL_INTERVAL_S = 0.1
 
-    def __init__(self, screen: KioskScreen) -> None:
+    def __init__(self, screen: KioskScreen,
+                 max_fps: Callable[[], float | None] | None = None) -> None:
         super().__init__(on_video_frame=self._pace)
         self.screen = screen
+        self._max_fps = max_fps  # while the CPU is pressed, frames beyond it are left out
+        self.thinned_frames = 0
         self._playout = PlayoutClock()
         self._held: deque[asyncio.TimerHandle] = deque()  # frames waiting to be due
         self._shown_media = -math.inf  # media time of the last frame handed to the screen
@@ -71,6 +75,11 @@ class ScreenSink(MeasuringSink):
         # A frame held back behind one that went first is stale (unless a new stream began).
         if self._shown_media - MAX_JUMP_S <= media <= self._shown_media:
             return
+        limit = self._max_fps() if self._max_fps is not None else None
+        # 0.8 of an interval: a caller at 24 or 30 fps drawn at most 15 times a second.
+        if limit and 0 < media - self._shown_media < 0.8 / limit:
+            self.thinned_frames += 1
+            return
         self._shown_media = media
         self.screen.show_remote(frame)
 
@@ -106,6 +115,7 @@ class ScreenSink(MeasuringSink):
             first_rendered_at=self._first_rendered_at,
             render_fps=screen["fps"],
             playout_delay_ms=round(self._playout.delay_s * 1000),
+            thinned_frames=self.thinned_frames,
             render_cost_ms_p50=screen["render_cost_ms_p50"],
             render_cost_ms_p95=screen["render_cost_ms_p95"],
             **percentiles("screen_latency_ms", list(self.screen_latencies_ms)),
@@ -117,6 +127,7 @@ class ScreenSink(MeasuringSink):
         return self.screen.screen_latencies_ms
 
 
-def make_video_sink(screen: KioskScreen) -> ScreenSink:
+def make_video_sink(screen: KioskScreen,
+                    max_fps: Callable[[], float | None] | None = None) -> ScreenSink:
     """A sink for one call whose video goes to `screen` (see ScreenSink)."""
-    return ScreenSink(screen)
+    return ScreenSink(screen, max_fps)
