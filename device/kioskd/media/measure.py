@@ -47,14 +47,14 @@ def _now_ms() -> int:
 
 def _mean_square(frame: av.AudioFrame) -> tuple[float, int]:
     """(mean square relative to full scale, samples per channel) of an audio frame."""
-    samples = frame.to_ndarray()
+    samples = frame.to_ndarray().reshape(-1)
+    if not samples.size:
+        return 0.0, frame.samples
+    scale = 1.0
     if samples.dtype.kind in "iu":
         scale = float(np.iinfo(samples.dtype.type).max) + 1.0  # type: ignore[type-var]
-        values = samples.astype(np.float64) / scale
-    else:
-        values = samples.astype(np.float64, copy=False)
-    mean_square = float(np.mean(values * values)) if values.size else 0.0
-    return mean_square, frame.samples
+    values = samples.astype(np.float32)  # one dot product: 50 frames a second, on the loop
+    return float(np.dot(values, values)) / (samples.size * scale * scale), frame.samples
 
 
 class MeasuringSink:

@@ -156,7 +156,6 @@ def write_stamp(y_plane: np.ndarray, counter: int, capture_ms: int) -> None:
         y_plane[top:bottom, :] = levels[row]
 
 
-@lru_cache(maxsize=16)
 @lru_cache(maxsize=8)  # one pair per layout and frame width; read on every frame
 def _sample_points(layout: Layout, width: int) -> tuple[np.ndarray, np.ndarray]:
     rows, columns = layout.rows, layout.columns
@@ -169,28 +168,48 @@ def _sample_points(layout: Layout, width: int) -> tuple[np.ndarray, np.ndarray]:
     return ys.reshape(-1).copy(), xs.reshape(-1).copy()
 
 
+def _may_be_stamped(y_plane: np.ndarray, layout: Layout) -> bool:
+    """Whether the centres of the first row's sync cells show its pattern: most pictures (a
+    browser's camera) carry no stamp, and eight pixels tell, at a tiny part of a full read."""
+    cell = y_plane.shape[1] / layout.columns
+    middle = int(cell / 2)
+    centres = [int(y_plane[middle, int((i + 0.5) * cell)]) for i in range(layout.sync_cells)]
+    pattern = layout.sync[0]
+    whites = [level for level, white in zip(centres, pattern, strict=True) if white]
+    blacks = [level for level, white in zip(centres, pattern, strict=True) if not white]
+    return min(whites) - max(blacks) >= _MIN_CONTRAST / 2
+
+
+def _levels(sync: np.ndarray, pattern_bits: tuple[int, ...]) -> tuple[float, float] | None:
+    """A row's threshold and margin from its sync cells' levels; None unless every sync cell
+    sits clearly on its own side."""
+    pattern = np.array(pattern_bits, dtype=bool)
+    white, black = sync[pattern].mean(), sync[~pattern].mean()
+    contrast = white - black
+    if contrast < _MIN_CONTRAST:
+        return None
+    threshold = (white + black) / 2
+    margin = _MARGIN * contrast
+    if np.any(sync[pattern] < threshold + margin) or np.any(sync[~pattern] > threshold - margin):
+        return None
+    return threshold, margin
+
+
 def _read(y_plane: np.ndarray, layout: Layout) -> tuple[int, int] | None:
     height, width = y_plane.shape
     if width < layout.columns * 4 or height < layout.height(width):
         return None
     rows, columns, sync_cells = layout.rows, layout.columns, layout.sync_cells
+    if not _may_be_stamped(y_plane, layout):
+        return None
     ys, xs = _sample_points(layout, width)
     levels = y_plane[ys, xs].reshape(rows, columns, 9).mean(axis=2)
     bits = np.empty((rows, columns - sync_cells), dtype=np.uint8)
     for row in range(rows):
-        sync = levels[row, :sync_cells]
-        pattern = np.array(layout.sync[row], dtype=bool)
-        white, black = sync[pattern].mean(), sync[~pattern].mean()
-        contrast = white - black
-        if contrast < _MIN_CONTRAST:
+        found = _levels(levels[row, :sync_cells], layout.sync[row])
+        if found is None:
             return None
-        threshold = (white + black) / 2
-        margin = _MARGIN * contrast
-        # Every sync cell must sit clearly on its own side.
-        if np.any(sync[pattern] < threshold + margin):
-            return None
-        if np.any(sync[~pattern] > threshold - margin):
-            return None
+        threshold, margin = found
         data = levels[row, sync_cells:]
         if np.any(np.abs(data - threshold) < margin):
             return None
