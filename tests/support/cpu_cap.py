@@ -29,9 +29,14 @@ def missing() -> str | None:
 
 
 class CpuCap:
-    def __init__(self, folder: Path, share: float) -> None:
+    def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.share = share
+
+    def set(self, share: float | None) -> None:
+        """Cap the group to `share` of one core (0.35: 35 %); None lifts the cap."""
+        (self.folder / "cpu.cfs_period_us").write_text(f"{PERIOD_US}\n")
+        quota = -1 if share is None else round(share * PERIOD_US)
+        (self.folder / "cpu.cfs_quota_us").write_text(f"{quota}\n")
 
     def inside(self, *argv: str) -> list[str]:
         """`argv` run in this group: a shell joins it, then becomes the program."""
@@ -46,14 +51,14 @@ class CpuCap:
 
 
 @contextlib.contextmanager
-def cpu_capped(share: float) -> Iterator[CpuCap]:
-    """A group capped to `share` of one core (0.35: 35 %), for the block."""
+def cpu_capped(share: float | None) -> Iterator[CpuCap]:
+    """A group capped to `share` of one core (0.35: 35 %; None: not yet), for the block."""
     folder = CPU_CONTROLLER / f"kioskd-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     folder.mkdir()
     try:
-        (folder / "cpu.cfs_period_us").write_text(f"{PERIOD_US}\n")
-        (folder / "cpu.cfs_quota_us").write_text(f"{round(share * PERIOD_US)}\n")
-        yield CpuCap(folder, share)
+        cap = CpuCap(folder)
+        cap.set(share)
+        yield cap
     finally:
         # Anything left in it goes back to the root group, so that the group can go.
         with contextlib.suppress(OSError):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,10 +98,15 @@ class CgroupQuota:
 
 
 class LoadSampler:
-    """`sample()` gives the signals since the previous call; `run()` keeps the lag timer."""
+    """`sample()` gives the signals since the previous call; `run()` keeps the lag timer.
 
-    def __init__(self, quota: CgroupQuota | None = None) -> None:
+    With `find_quota`, the quota is looked up again at each sample: an admin may set one on
+    the running service (`systemctl set-property kioskd CPUQuota=50%`)."""
+
+    def __init__(self, quota: CgroupQuota | None = None,
+                 find_quota: Callable[[], CgroupQuota | None] | None = None) -> None:
         self.quota = quota
+        self._find_quota = find_quota
         self._cpu = time.process_time()  # all the process's threads
         self._wall = time.monotonic()
         self._periods = quota.periods() if quota is not None else (0, 0)
@@ -119,6 +125,11 @@ class LoadSampler:
         used = (cpu - self._cpu) / max(wall - self._wall, 1e-3)
         self._cpu, self._wall = cpu, wall
         throttled, budget = 0.0, None
+        if self._find_quota is not None:
+            found = self._find_quota()
+            if (found and found.folder) != (self.quota and self.quota.folder):
+                self.quota = found  # a new group: its counts start here
+                self._periods = found.periods() if found is not None else (0, 0)
         if self.quota is not None:
             budget = self.quota.budget()
             periods = self.quota.periods()

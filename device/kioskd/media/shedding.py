@@ -143,7 +143,7 @@ class VideoShedding:
             if quota is not None:
                 log.info("CPU quota: %.0f%% of a core (%s); video is shed when it presses",
                          100 * (quota.budget() or 0), quota.folder)
-            self._sampler = LoadSampler(quota)
+            self._sampler = LoadSampler(quota, find_quota=CgroupQuota.find)
         self._tasks = [asyncio.create_task(self._sampler.run(), name="loop lag"),
                        asyncio.create_task(self._watch(), name="video shedding")]
 
