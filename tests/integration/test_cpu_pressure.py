@@ -1,9 +1,10 @@
 """A kiosk whose CPU quota cannot carry its video sheds video, keeps its sound, and the call
-goes on: the real daemon in a cgroup, called by an aiortc caller sending 640x480@24
-(bench/cpu_cap.py measures the same with Chromium at 100, 60 and 35 % of a core).
+goes on: the real daemon in a cgroup, sending 1280x720@24 to an aiortc caller that sends
+320x240@24, so that most of the kiosk's CPU goes to what it can shed (bench/cpu_cap.py
+measures a Chromium call, 640x480@24 both ways, at 100, 60 and 35 % of a core).
 
 The cap is set from what the kiosk uses in the call, uncapped, on the machine at hand (a fast
-machine needs a tighter cap than a slow one to be pressed): 80 % of it."""
+machine needs a tighter cap than a slow one to be pressed): 70 % of it."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from tests.support import cpu_cap
 from tests.support.caller import ScriptedCaller
 from tests.support.kioskd_process import KioskDaemon, kioskd_inside
 
-VIDEO = (640, 480, 24)
+SENT = (1280, 720, 24)
+RECEIVED = (320, 240, 24)
 
 
 async def rates(caller: ScriptedCaller, seconds: float) -> tuple[float, float]:
@@ -58,10 +60,10 @@ async def test_a_starved_kiosk_sheds_video_and_keeps_its_sound(tmp_path):
     async with running_relay(TOKENS) as relay:
         with cpu_cap.cpu_capped(None) as cap:
             async with kioskd_inside(cap.inside, relay.url, tmp_path, "display.mode=none",
-                                     f"video.width={VIDEO[0]}", f"video.height={VIDEO[1]}",
-                                     f"video.fps={VIDEO[2]}") as kiosk:
+                                     f"video.width={SENT[0]}", f"video.height={SENT[1]}",
+                                     f"video.fps={SENT[2]}") as kiosk:
                 await kiosk.line("connected to signaling server", timeout=30)
-                caller = ScriptedCaller(relay.url, "alice-secret", video=VIDEO)
+                caller = ScriptedCaller(relay.url, "alice-secret", video=RECEIVED)
                 await caller.connect()
                 try:
                     await caller.call("kiosk", "video")
@@ -69,18 +71,20 @@ async def test_a_starved_kiosk_sheds_video_and_keeps_its_sound(tmp_path):
                     await asyncio.wait_for(caller.connected.wait(), 20)
                     await caller.sink.wait_for_frames(video=3, timeout=20)
                     uncapped = await cpu_in_call(kiosk, 3.0)
-                    video_fps, _ = await rates(caller, 2.0)
-                    assert video_fps >= 18, f"not the kiosk's full video uncapped: {video_fps}"
+                    video_before, audio_before = await rates(caller, 3.0)
+                    assert video_before >= 10, f"hardly any video uncapped: {video_before}"
 
-                    cap.set(0.8 * uncapped)
+                    cap.set(0.7 * uncapped)
                     await kiosk.line("video level 1", timeout=30)
                     shed = await settled(kiosk, 30)
                     why = shed["video_shedding"]["why"]
                     assert "throttled the kiosk" in why or "nearly all of its quota" in why, why
-                    video_fps, audio_fps = await rates(caller, 4.0)
-                    # Half of 24 fps or less, and every 20 ms of sound.
-                    assert video_fps <= 13, video_fps
-                    assert audio_fps >= 45, audio_fps
+                    video_fps, audio_fps = await rates(caller, 6.0)
+                    # Half the frame rate or less, and the sound as it came uncapped (50
+                    # frames a second, less what this caller, on a busy machine, misses).
+                    assert video_fps <= 0.6 * video_before, (video_fps, video_before, shed)
+                    assert audio_fps >= min(45, 0.9 * audio_before), (audio_fps, audio_before,
+                                                                      shed)
                     assert (await kiosk.status())["state"] == "connected"
                     await caller.hangup()
                     await kiosk.wait_for(lambda s: s["state"] == "idle", 20)
