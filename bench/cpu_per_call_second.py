@@ -47,8 +47,9 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from tests.support import netns
 from tests.support.xvfb import running_xvfb
@@ -195,7 +196,7 @@ class AnswererProcess:
                     return line
         try:
             return await asyncio.wait_for(scan(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RuntimeError(f"{self.name}: no log line like {pattern!r}; it said:\n"
                                + "\n".join(self.log)) from None
 
@@ -206,7 +207,7 @@ class AnswererProcess:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.proc.wait(), 15)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
         if self._drain is not None:
