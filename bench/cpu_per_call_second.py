@@ -1,4 +1,5 @@
-"""CPU per call second of the answering process, the kiosk beside a plain aiortc answerer.
+"""CPU per call second of the answering process: the kiosk beside a plain aiortc answerer (and,
+for reference, a Chromium callee), all called by the same caller in one run.
 
 Each answerer runs as its own process, signed in to a relay in this process:
 
@@ -9,16 +10,21 @@ Each answerer runs as its own process, signed in to a relay in this process:
   nothing), sending the same synthetic 640x480@24 pattern and tone;
 - `plain_aiortc_green`: the same with `--send green`: aiortc's own dummy tracks (640x480 green at
   30 fps, silence), as in aiortc's examples. Cheaper to encode than a moving picture: shown for
-  reference, not the comparison.
+  reference, not the comparison (by default only with `--caller scripted`);
+- `chromium` (with the Chromium caller): a second, separate headless Chromium on the caller
+  page with `?autoanswer=1`: all its processes, its renderer, and each kind of process.
 
-A ScriptedCaller (aiortc, browser-like) in this process calls each answerer with synthetic
-640x480@24 video and a tone, so every answerer decodes the same stream and encodes one of its
-own. After the call connects and settles (`--settle`, 3 s), the answerer's CPU is read from
+The caller (`--caller`): `chromium` (default), headless Chromium on the relay's caller page
+sending 640x480@24 from its fake camera and microphone (bench/chromium_call.py), or
+`scripted`, a ScriptedCaller (aiortc) in this process with synthetic 640x480@24 video and a
+tone. After the call connects and settles (`--settle`, 3 s), the answerer's CPU is read from
 /proc/<pid>/stat (utime + stime: all its threads) at the start and end of `--seconds` of
 connected call (20 s): cpu_s_per_call_s = CPU seconds / wall seconds. Also measured: the
 same over 5 s idle before the call, the frame rates each way over the window (the kiosk's
 received and rendered frames from its control socket, as `kioskctl --json status` reads them;
-the plain answerer's from its SIGUSR1 stats line), and the video codec negotiated.
+the plain answerer's from its SIGUSR1 stats line; the caller page's getStats), each thread's
+CPU grouped by its Python name (`per_thread`), the audio concealment at the Chromium caller,
+and the video codec negotiated.
 
 Answerers run one after the other, `--rounds` times (2), in the same run. Prints one JSON line.
 Runs inside a private loopback-only network namespace (re-executes itself there).
