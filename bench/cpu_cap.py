@@ -50,6 +50,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -304,19 +305,21 @@ async def one_cap(percent: float, relay_url: str, page: Any, args: argparse.Name
         kiosk = CappedKiosk(relay_url, group, "display.mode=window", f"video.width={width}",
                             f"video.height={height}", f"video.fps={fps}", "audio.sink=alsa",
                             "audio.playback_device=null", *kiosk_sets)
+        row: dict[str, Any] = {"cap_pct": percent}
         try:
             await kiosk.start()
             await asyncio.sleep(2)  # settle after start-up
-            row: dict[str, Any] = {"cap_pct": percent}
             row["call"] = await measured_call(kiosk, page, args.seconds, args.settle)
             row["second_call"] = await check_call(kiosk, page, args.check_seconds)
             row["capture_to_screen_ms"] = (
                 await stamped_call(kiosk, relay_url, args.stamped_seconds)
                 if args.stamped_seconds > 0 else None)
+        except Exception as exc:  # this cap's row says so; the next cap still runs
+            row["error"] = f"{type(exc).__name__}: {exc}".split("\n")[0]
+        finally:
             row["kiosk_alive"] = kiosk.proc is not None and kiosk.proc.returncode is None
             row["kiosk_warnings"] = [line for line in kiosk.log
                                      if "WARNING" in line or "ERROR" in line][-20:]
-        finally:
             await kiosk.stop()
     return row
 
@@ -327,6 +330,9 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{'2nd':>4}")
     lines = [head]
     for row in rows:
+        if "call" not in row:
+            lines.append(f"{row['cap_pct']:>3g}% failed: {row.get('error')}")
+            continue
         call = row["call"]
         kiosk = call.get("at_kiosk", {})
         far = call.get("far_end_audio", {})
@@ -341,7 +347,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f(kiosk.get("playout_underruns"), 6), f(kiosk.get("longest_playout_gap_ms"), 8),
             f(c2s.get("p95"), 7), f(call.get("throttled", {}).get("throttled_s"), 6),
             f(call.get("hangup_to_idle_s"), 5),
-            f("yes" if row["second_call"]["ok"] else "NO", 4)]))
+            f("yes" if row.get("second_call", {}).get("ok") else "NO", 4)]))
     lines.append("rend/recv: the kiosk's rendered/decoded fps; sent: the kiosk's video decoded "
                  "at Chromium; far-conc%, far-gap: Chromium's audio concealment (%, longest ms); "
                  "underr, play-gap: the kiosk's playout underruns, longest gap (ms); c2s-p95: "
@@ -399,6 +405,8 @@ def main() -> None:
     if not (CGROUP_CPU / "cpu.cfs_quota_us").exists():
         parser.error(f"needs the cgroup v1 cpu controller at {CGROUP_CPU}")
     netns.run_module_inside("bench.cpu_cap")
+    # SIGTERM as Ctrl-C: the kiosk is stopped and its group removed on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     logging.basicConfig(level=logging.WARNING)
     with running_xvfb(1280, 720) as display:
         os.environ["DISPLAY"] = display
