@@ -5,7 +5,10 @@ Chromium's fake camera gives 20 fps unless told otherwise: `--use-fake-device-fo
 fps=24` sets its rate. The caller page asks for 1280x720@30 on a desktop (caller.js's
 `mediaConstraints`, what the web app asks for), so an init script replaces the page's video
 constraints with exactly 640x480@24 before caller.js runs; the frames actually sent are
-checked with getStats (outbound-rtp `frameWidth`, `frameHeight`, `framesSent`).
+checked with getStats (outbound-rtp `frameWidth`, `frameHeight`, `framesSent`). Its video
+track's `contentHint` is set to "detail": when Chromium's bandwidth estimate or CPU says send
+less, it keeps 640x480 and lowers the frame rate (its default lowers the resolution, so the
+answerers would not all decode the same size).
 
 Audio gaps (`AudioGapPoller`): the page's inbound audio `concealedSamples` and
 `totalSamplesReceived` (which counts concealed samples too), polled every 50 ms. See
@@ -40,13 +43,19 @@ WAIT_MS = 15_000
 ARGS = [("--use-fake-device-for-media-stream=fps=24"
          if arg == "--use-fake-device-for-media-stream" else arg) for arg in CHROMIUM_ARGS]
 
-# Before caller.js runs: its getUserMedia asks for exactly 640x480@24 video.
+# Before caller.js runs: its getUserMedia asks for exactly 640x480@24 video, and the track's
+# contentHint "detail" makes Chromium keep the resolution when it has to send less (it lowers
+# the frame rate instead), so that every answerer decodes 640x480.
 CONSTRAIN_VIDEO = """(() => {
   const md = navigator.mediaDevices;
   const gum = md.getUserMedia.bind(md);
-  md.getUserMedia = (c) => gum(c && c.video
-    ? { ...c, video: { width: { exact: %d }, height: { exact: %d }, frameRate: { exact: %d } } }
-    : c);
+  md.getUserMedia = async (c) => {
+    const stream = await gum(c && c.video
+      ? { ...c, video: { width: { exact: %d }, height: { exact: %d }, frameRate: { exact: %d } } }
+      : c);
+    stream.getVideoTracks().forEach((t) => { t.contentHint = "detail"; });
+    return stream;
+  };
 })();"""
 
 # What the page sends: outbound video frames and size (the call's current connection).

@@ -15,11 +15,12 @@ Per cap:
    - at the kiosk, from its status (what `kioskctl --json status` reads, read every 0.2 s
      over the control socket, which costs the capped kiosk a little): frames received
      (decoded) and rendered per second, the longest time without a new rendered frame, the
-     speaker's playout underruns and drops in the window, and the longest playout gap,
-     estimated from the silent and played periods of each read (see
-     chromium_call.longest_concealment_ms; at 0.2 s reads it is an upper bound good to about
-     0.2 s; an underrun plays silence until 60 ms are buffered again, so any underrun is a
-     gap of 60 ms or more);
+     speaker's playout underruns and drops in the window, the longest playout gap (each
+     read's share of silent periods among the periods written, times its wall time, see
+     `playout_polls`, then chromium_call.longest_concealment_ms: at 0.2 s reads an upper
+     bound good to about 0.2 s; an underrun plays silence until 60 ms are buffered again, so
+     any underrun is a gap of 60 ms or more), the periods written per second (50 on time)
+     and whether the speaker took its device for a clocked one (`null` is not);
    - at the caller page, from getStats: the kiosk's video as received (frames decoded per
      second, size), the received audio's concealment polled every 50 ms (concealed %, the
      longest continuous concealment, concealment events), and what the page sent;
@@ -66,7 +67,6 @@ from tests.support.xvfb import running_xvfb
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
 PERIOD_US = 100_000
 STATUS_EVERY_S = 0.2
-PERIODS_PER_S = 50  # the speaker's 20 ms periods
 
 
 class CpuGroup:
@@ -129,6 +129,23 @@ class CappedKiosk(KioskdProcess):
         return await super().wait_for_log(pattern, timeout)
 
 
+def playout_polls(rows: list[tuple[float, int, int]]) -> list[tuple[float, float, float]]:
+    """The speaker's (time, silent periods, played periods) reads as (time, ms of silence, ms
+    of wall time) totals, for longest_concealment_ms at rate 1000.
+
+    The period counts are not a clock: a thread paced wrongly writes far more than 50 periods
+    a second, and a starved one none. So each interval's silence is its share of the periods
+    written, times the interval's wall time; an interval in which nothing was written at all
+    is silence from end to end (nothing reached the device)."""
+    out = [(rows[0][0], 0.0, 0.0)]
+    for (t0, s0, p0), (t1, s1, p1) in pairwise(rows):
+        wall_ms = (t1 - t0) * 1000
+        written = (s1 - s0) + (p1 - p0)
+        silent_ms = wall_ms * (s1 - s0) / written if written > 0 else wall_ms
+        out.append((t1, out[-1][1] + silent_ms, out[-1][2] + wall_ms))
+    return out
+
+
 class StatusSampler:
     """The kiosk's call media counts read every STATUS_EVERY_S: (time, rendered frames,
     decoded frames, speaker silent periods, speaker played periods, underruns, drops)."""
@@ -171,7 +188,7 @@ class StatusSampler:
         elapsed = last[0] - first[0]
         shown = [t for previous, (t, count, *_) in pairwise(self.rows) if count > previous[1]]
         still = [b - a for a, b in pairwise([first[0], *shown, last[0]])]
-        silent = [(t, s, s + p) for t, _, _, s, p, _, _ in self.rows]
+        playout = playout_polls([(t, s, p) for t, _, _, s, p, _, _ in self.rows])
         speaker = self.last.get("speaker") or {}
         return {
             "window_s": round(elapsed, 1),
@@ -180,8 +197,11 @@ class StatusSampler:
             "longest_without_new_frame_s": round(max(still), 2),
             "playout_underruns": last[5] - first[5],
             "playout_drops": last[6] - first[6],
-            "longest_playout_gap_ms": longest_concealment_ms(silent, rate=PERIODS_PER_S)
+            "longest_playout_gap_ms": longest_concealment_ms(playout, rate=1000)
             if speaker else None,
+            # 50 on time; more: the playback thread is not paced; fewer: it is starved.
+            "periods_written_per_s": round((last[3] + last[4] - first[3] - first[4])
+                                           / elapsed, 1),
             "speaker": {k: speaker.get(k) for k in ("device_clocked", "device_error",
                                                      "device_xruns", "dropped_ms",
                                                      "playout_buffer_ms")}
@@ -326,7 +346,7 @@ async def one_cap(percent: float, relay_url: str, page: Any, args: argparse.Name
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = (f"{'cap':>4} {'rend':>5} {'recv':>5} {'sent':>5} {'far-conc%':>9} {'far-gap':>7} "
-            f"{'underr':>6} {'play-gap':>8} {'c2s-p95':>7} {'thrott':>6} {'idle':>5} "
+            f"{'underr':>6} {'play-gap':>8} {'per/s':>6} {'c2s-p95':>7} {'thrott':>6} {'idle':>5} "
             f"{'2nd':>4}")
     lines = [head]
     for row in rows:
@@ -339,18 +359,22 @@ def table(rows: list[dict[str, Any]]) -> str:
         c2s = row.get("capture_to_screen_ms") or {}
 
         def f(value: Any, width: int) -> str:
+            if isinstance(value, float):
+                value = round(value, 1)
             return f"{'-' if value is None else value:>{width}}"
         lines.append(" ".join([
             f(f"{row['cap_pct']:g}%", 4), f(kiosk.get("rendered_fps"), 5),
             f(kiosk.get("received_fps"), 5), f(call.get("kiosk_to_caller", {}).get("fps"), 5),
             f(far.get("concealed_pct"), 9), f(far.get("longest_concealment_ms"), 7),
             f(kiosk.get("playout_underruns"), 6), f(kiosk.get("longest_playout_gap_ms"), 8),
+            f(kiosk.get("periods_written_per_s"), 6),
             f(c2s.get("p95"), 7), f(call.get("throttled", {}).get("throttled_s"), 6),
             f(call.get("hangup_to_idle_s"), 5),
             f("yes" if row.get("second_call", {}).get("ok") else "NO", 4)]))
     lines.append("rend/recv: the kiosk's rendered/decoded fps; sent: the kiosk's video decoded "
                  "at Chromium; far-conc%, far-gap: Chromium's audio concealment (%, longest ms); "
-                 "underr, play-gap: the kiosk's playout underruns, longest gap (ms); c2s-p95: "
+                 "underr, play-gap, per/s: the kiosk's playout underruns, longest gap (ms), 20 ms "
+                 "periods written per second (50 on time); c2s-p95: "
                  "capture -> screen (ms, stamped call); thrott: s throttled; idle: hang-up -> "
                  "idle (s); 2nd: a second call worked")
     return "\n".join(lines)

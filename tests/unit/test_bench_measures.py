@@ -66,3 +66,16 @@ def test_thread_split_counts_new_threads_from_zero_and_shows_what_ended_unseen()
     assert split["threads"] == {"MainThread": 1.0, "asyncio_0": 0.5, "asyncio_1": 0.5,
                                 "[vp8dec]": 0.5}
     assert split["unaccounted"] == 0.5
+
+
+def test_playout_gaps_are_measured_in_wall_time():
+    from bench.cpu_cap import playout_polls
+
+    # (time, silent periods, played periods), read every 0.2 s: on time (10 a read), then 3
+    # silent of 10, then a thread that writes nothing for a read, then one spinning (1000
+    # periods in 0.2 s, all silent): wall time, not the period count, makes the gap.
+    rows = [(0.0, 0, 0), (0.2, 0, 10), (0.4, 3, 17), (0.6, 3, 17), (0.8, 1003, 17),
+            (1.0, 1003, 27)]
+    polls = playout_polls(rows)
+    assert [round(c) for _, c, _ in polls] == [0, 0, 60, 260, 460, 460]
+    assert longest_concealment_ms(polls, rate=1000) == 460.0
