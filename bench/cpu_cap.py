@@ -24,7 +24,8 @@ Per cap:
    - at the caller page, from getStats: the kiosk's video as received (frames decoded per
      second, size), the received audio's concealment polled every 50 ms (concealed %, the
      longest continuous concealment, concealment events), and what the page sent;
-   - the group's `cpu.stat` (periods throttled, throttled time) and the kiosk's CPU use;
+   - the group's `cpu.stat` (periods throttled, throttled time) and the kiosk's CPU use, with
+     its threads' share by group (as bench.cpu_per_call_second's `per_thread`);
 2. hang up from the page; the seconds until the kiosk is idle again;
 3. a second short call (`--check-seconds`, 5 s) from the page: connected, the kiosk's video
    decoded at the page and the caller's rendered by the kiosk; hang up, idle again. A call
@@ -60,7 +61,14 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from bench.cpu_per_call_second import VIDEO, KioskdProcess, cpu_seconds
+from bench.cpu_per_call_second import (
+    VIDEO,
+    KioskdProcess,
+    cpu_seconds,
+    python_thread_names,
+    thread_split,
+    thread_ticks,
+)
 from tests.support import netns
 from tests.support.xvfb import running_xvfb
 
@@ -240,11 +248,13 @@ async def measured_call(kiosk: CappedKiosk, page: Any, seconds: float,
         audio = cc.AudioGapPoller(page)
         audio.start()
         sampler = StatusSampler(kiosk)
+        threads = thread_ticks(kiosk.pid)
         throttle, cpu, wall = kiosk.group.stat(), cpu_seconds(kiosk.pid), time.monotonic()
         await sampler.run_for(seconds)
         wall = time.monotonic() - wall
         cpu = cpu_seconds(kiosk.pid) - cpu
         throttled = kiosk.group.stat()
+        threads_after = thread_ticks(kiosk.pid)
         gaps = await audio.stop()
         caller_in2, caller_out2 = await cc.inbound(page), await cc.outbound(page)
         at_page = cc.page_window(caller_in, caller_in2, caller_out, caller_out2)
@@ -257,6 +267,9 @@ async def measured_call(kiosk: CappedKiosk, page: Any, seconds: float,
                             "quality_limitation": at_page.get("sent_quality_limitation")},
             "caller_connection": at_page["connection"],
             "kiosk_cpu_s_per_s": round(cpu / wall, 3),
+            "kiosk_threads": thread_split(threads, threads_after,
+                                          await python_thread_names(kiosk.pid), wall,
+                                          cpu)["groups"],
             "throttled": {
                 "periods": throttled["nr_periods"] - throttle["nr_periods"],
                 "throttled_periods": throttled["nr_throttled"] - throttle["nr_throttled"],
