@@ -135,6 +135,8 @@ def thread_group(name: str | None) -> str:
         return "video-decoder"
     if "decod" in lowered and "audio" in lowered:
         return "audio-decoder"
+    if name.startswith("alsa "):  # the kiosk's speaker and microphone threads
+        return "alsa"
     return "other"
 
 

@@ -51,7 +51,8 @@ def test_thread_groups():
     assert thread_group("screen") == "screen"
     assert thread_group("video-decoder") == "video-decoder"
     assert thread_group("audio-decoder") == "audio-decoder"
-    assert thread_group("alsa playback null") == "other"
+    assert thread_group("alsa playback null") == "alsa"
+    assert thread_group("calllog_0") == "other"
     assert thread_group(None) == "native (no Python frames)"
 
 
