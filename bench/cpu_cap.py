@@ -52,6 +52,7 @@ import json
 import logging
 import os
 import platform
+import re
 import signal
 import sys
 import tempfile
@@ -353,6 +354,9 @@ async def one_cap(percent: float, relay_url: str, page: Any, args: argparse.Name
             row["kiosk_alive"] = kiosk.proc is not None and kiosk.proc.returncode is None
             row["kiosk_warnings"] = [line for line in kiosk.log
                                      if "WARNING" in line or "ERROR" in line][-20:]
+            # What the speaker found its device to be, each call ("null" is not clocked).
+            row["speaker_clock_log"] = [line.split(": ", 1)[-1] for line in kiosk.log
+                                        if re.search(r'speaker ".*" is (clocked|not)', line)]
             await kiosk.stop()
     return row
 
