@@ -62,13 +62,18 @@ CONSTRAIN_VIDEO = """(() => {
 OUTBOUND_STATS = """async () => {
   const pc = typeof call !== "undefined" && call ? call.pc : null;
   if (!pc) return null;
-  const s = { now: performance.now(), video: {} };
-  (await pc.getStats()).forEach((r) => {
+  const s = { now: performance.now(), video: {}, availableOutgoingBitrate: null };
+  const report = await pc.getStats();
+  report.forEach((r) => {
     if (r.type === "outbound-rtp" && r.kind === "video") {
       s.video = { framesSent: r.framesSent ?? 0, framesEncoded: r.framesEncoded ?? 0,
                   frameWidth: r.frameWidth ?? 0, frameHeight: r.frameHeight ?? 0,
-                  framesPerSecond: r.framesPerSecond ?? 0,
+                  framesPerSecond: r.framesPerSecond ?? 0, bytesSent: r.bytesSent ?? 0,
+                  targetBitrate: r.targetBitrate ?? null,
                   qualityLimitationReason: r.qualityLimitationReason ?? null };
+    } else if (r.type === "transport" && r.selectedCandidatePairId) {
+      const pair = report.get(r.selectedCandidatePairId);
+      if (pair) s.availableOutgoingBitrate = pair.availableOutgoingBitrate ?? null;
     }
   });
   return s;
@@ -235,6 +240,14 @@ def page_window(before_in: dict[str, Any], after_in: dict[str, Any],
                                  - before_out["video"]["framesSent"]) / sent_s, 1)
         out["sent_size"] = [after_out["video"]["frameWidth"], after_out["video"]["frameHeight"]]
         out["sent_quality_limitation"] = after_out["video"]["qualityLimitationReason"]
+        out["sent_kbps"] = round((after_out["video"]["bytesSent"]
+                                  - before_out["video"]["bytesSent"]) * 8 / sent_s / 1000)
+        # What the page's bandwidth estimate allowed at the end (the answerer's REMB or
+        # transport-cc feedback): a low one makes Chromium drop frames to keep 640x480.
+        target = after_out["video"]["targetBitrate"]
+        out["sent_target_kbps"] = round(target / 1000) if target else None
+        available = after_out["availableOutgoingBitrate"]
+        out["available_outgoing_kbps"] = round(available / 1000) if available else None
     return out
 
 

@@ -478,6 +478,9 @@ async def measure_from_chromium(answerer: AnswererProcess | None, caller_page: A
             "sent_fps": page.get("sent_fps"),
             "sent_size": page.get("sent_size"),
             "sent_quality_limitation": page.get("sent_quality_limitation"),
+            "sent_kbps": page.get("sent_kbps"),
+            "sent_target_kbps": page.get("sent_target_kbps"),
+            "available_outgoing_kbps": page.get("available_outgoing_kbps"),
             "connection": page["connection"],
         }
         if profiler is not None:
