@@ -190,6 +190,11 @@ class AudioGapPoller:
                     self.polls.append((sample[0] / 1000, *sample[1:]))
             await asyncio.sleep(max(0.0, POLL_S - (time.monotonic() - started)))
 
+    def cancel(self) -> None:
+        """Stop polling, if it still does (on the way out of a failed measurement)."""
+        if self._task is not None:
+            self._task.cancel()
+
     async def stop(self) -> dict[str, Any]:
         if self._task is not None:
             self._task.cancel()

@@ -243,10 +243,10 @@ async def measured_call(kiosk: CappedKiosk, page: Any, seconds: float,
         result["error"] = f"no call with video from the kiosk: {exc}".split("\n")[0]
         await cc.hang_up(page)
         return result
+    audio = cc.AudioGapPoller(page)
     try:
         await asyncio.sleep(settle)
         caller_in, caller_out = await cc.inbound(page), await cc.outbound(page)
-        audio = cc.AudioGapPoller(page)
         audio.start()
         sampler = StatusSampler(kiosk)
         threads = thread_ticks(kiosk.pid)
@@ -282,6 +282,7 @@ async def measured_call(kiosk: CappedKiosk, page: Any, seconds: float,
             },
         })
     finally:
+        audio.cancel()
         await cc.hang_up(page)
     result["hangup_to_idle_s"] = await wait_idle(kiosk)
     return result

@@ -427,6 +427,7 @@ async def measure_from_chromium(answerer: AnswererProcess | None, caller_page: A
         / (time.monotonic() - idle_wall)
 
     await cc.place_call(caller_page, target)
+    audio = cc.AudioGapPoller(caller_page)
     try:
         await cc.wait_for_video(caller_page, frames=VIDEO[2])
         await asyncio.sleep(settle)  # encoders ramp up their bitrate: not measured
@@ -443,7 +444,6 @@ async def measure_from_chromium(answerer: AnswererProcess | None, caller_page: A
 
         before = await answerer_counts()
         caller_in, caller_out = await cc.inbound(caller_page), await cc.outbound(caller_page)
-        audio = cc.AudioGapPoller(caller_page)
         audio.start()
         profiler = None if answerer is None else await start_profiler(answerer, profile, seconds)
         threads = thread_ticks(answerer.pid) if answerer is not None else {}
@@ -486,6 +486,7 @@ async def measure_from_chromium(answerer: AnswererProcess | None, caller_page: A
         if profiler is not None:
             await profiler.wait()
     finally:
+        audio.cancel()
         await cc.hang_up(caller_page)
     # The answerer is idle again before the next call.
     if isinstance(answerer, KioskdProcess):
