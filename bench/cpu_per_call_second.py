@@ -1,4 +1,5 @@
-"""CPU per call second of the answering process, the kiosk beside a plain aiortc answerer.
+"""CPU per call second of the answering process: the kiosk beside a plain aiortc answerer (and,
+for reference, a Chromium callee), all called by the same caller in one run.
 
 Each answerer runs as its own process, signed in to a relay in this process:
 
@@ -9,16 +10,21 @@ Each answerer runs as its own process, signed in to a relay in this process:
   nothing), sending the same synthetic 640x480@24 pattern and tone;
 - `plain_aiortc_green`: the same with `--send green`: aiortc's own dummy tracks (640x480 green at
   30 fps, silence), as in aiortc's examples. Cheaper to encode than a moving picture: shown for
-  reference, not the comparison.
+  reference, not the comparison (by default only with `--caller scripted`);
+- `chromium` (with the Chromium caller): a second, separate headless Chromium on the caller
+  page with `?autoanswer=1`: all its processes, its renderer, and each kind of process.
 
-A ScriptedCaller (aiortc, browser-like) in this process calls each answerer with synthetic
-640x480@24 video and a tone, so every answerer decodes the same stream and encodes one of its
-own. After the call connects and settles (`--settle`, 3 s), the answerer's CPU is read from
+The caller (`--caller`): `chromium` (default), headless Chromium on the relay's caller page
+sending 640x480@24 from its fake camera and microphone (bench/chromium_call.py), or
+`scripted`, a ScriptedCaller (aiortc) in this process with synthetic 640x480@24 video and a
+tone. After the call connects and settles (`--settle`, 3 s), the answerer's CPU is read from
 /proc/<pid>/stat (utime + stime: all its threads) at the start and end of `--seconds` of
 connected call (20 s): cpu_s_per_call_s = CPU seconds / wall seconds. Also measured: the
 same over 5 s idle before the call, the frame rates each way over the window (the kiosk's
 received and rendered frames from its control socket, as `kioskctl --json status` reads them;
-the plain answerer's from its SIGUSR1 stats line), and the video codec negotiated.
+the plain answerer's from its SIGUSR1 stats line; the caller page's getStats), each thread's
+CPU grouped by its Python name (`per_thread`), the audio concealment at the Chromium caller,
+and the video codec negotiated.
 
 Answerers run one after the other, `--rounds` times (2), in the same run. Prints one JSON line.
 Runs inside a private loopback-only network namespace (re-executes itself there).
@@ -47,8 +53,9 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from tests.support import netns
 from tests.support.xvfb import running_xvfb
@@ -58,7 +65,10 @@ SHIPPED_CONFIG = ROOT / "config" / "kioskd.toml"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PLAIN_TOKEN = "plain-secret"
 VIDEO = (640, 480, 24)
-ANSWERERS = ("kioskd", "plain_aiortc", "plain_aiortc_green")
+ANSWERERS = ("kioskd", "plain_aiortc", "plain_aiortc_green", "chromium")
+# Measured unless --only says otherwise, by caller.
+DEFAULT_ANSWERERS = {"chromium": ("kioskd", "plain_aiortc", "chromium"),
+                     "scripted": ("kioskd", "plain_aiortc", "plain_aiortc_green")}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -75,6 +85,84 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def thread_ticks(pid: int) -> dict[int, tuple[str, int]]:
+    """{tid: (comm, utime + stime in clock ticks)} of each thread of a process."""
+    ticks: dict[int, tuple[str, int]] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as stat:
+                text = stat.read()
+        except OSError:  # ended meanwhile
+            continue
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        ticks[int(tid)] = (comm, int(fields[11]) + int(fields[12]))
+    return ticks
+
+
+async def python_thread_names(pid: int) -> dict[int, str]:
+    """{tid: Python thread name} from `py-spy dump --nonblocking` ("Thread <tid> (...):
+    "name""); empty if py-spy is not there. Threads with no Python frames (a codec's own
+    threads, SDL's) are not in it."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    try:
+        dump = await asyncio.create_subprocess_exec(
+            py_spy, "dump", "--pid", str(pid), "--nonblocking",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    except FileNotFoundError:
+        return {}
+    out, _ = await asyncio.wait_for(dump.communicate(), 30)
+    return {int(tid): name for tid, name in
+            re.findall(r'^Thread (\d+) \([^)]*\): "(.*)"$', out.decode(errors="replace"),
+                       re.MULTILINE)}
+
+
+def thread_group(name: str | None) -> str:
+    """The group a thread's CPU is reported under, by its Python thread name (None: a thread
+    that runs no Python)."""
+    if name is None:
+        return "native (no Python frames)"
+    lowered = name.lower()
+    if name == "MainThread":
+        return "MainThread"
+    if name.startswith("asyncio_"):
+        return "asyncio executor"
+    if name == "screen":
+        return "screen"
+    if "decod" in lowered and "video" in lowered:
+        return "video-decoder"
+    if "decod" in lowered and "audio" in lowered:
+        return "audio-decoder"
+    if name.startswith("alsa "):  # the kiosk's speaker and microphone threads
+        return "alsa"
+    return "other"
+
+
+def thread_split(before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]],
+                 names: dict[int, str], wall: float, total_cpu_s: float) -> dict[str, Any]:
+    """CPU seconds per wall second of each group of threads over a window, and of each thread
+    by name. A thread started in the window counts from zero; one that ended in it is lost,
+    which `unaccounted` (the process's total minus the threads') shows."""
+    per_thread: dict[str, float] = {}
+    groups: dict[str, float] = {}
+    for tid, (comm, ticks) in after.items():
+        used = (ticks - before.get(tid, (comm, 0))[1]) / CLK_TCK
+        name = names.get(tid)
+        label = name if name is not None else f"[{comm}]"
+        per_thread[label] = per_thread.get(label, 0.0) + used
+        group = thread_group(name)
+        groups[group] = groups.get(group, 0.0) + used
+    counted = sum(groups.values())
+    return {
+        "groups": {k: round(v / wall, 3) for k, v in
+                   sorted(groups.items(), key=lambda item: -item[1])},
+        "threads": {k: round(v / wall, 3) for k, v in
+                    sorted(per_thread.items(), key=lambda item: -item[1]) if v > 0},
+        "unaccounted": round((total_cpu_s - counted) / wall, 3),
+        "named_by": "py-spy dump" if names else "nothing (py-spy missing): [comm] only",
+    }
 
 
 class AnswererProcess:
@@ -116,7 +204,7 @@ class AnswererProcess:
                     return line
         try:
             return await asyncio.wait_for(scan(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RuntimeError(f"{self.name}: no log line like {pattern!r}; it said:\n"
                                + "\n".join(self.log)) from None
 
@@ -127,7 +215,7 @@ class AnswererProcess:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.proc.wait(), 15)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
         if self._drain is not None:
@@ -258,9 +346,12 @@ async def measure(process: AnswererProcess, relay_url: str, seconds: float,
         before = await answerer_counts()
         sent_to_caller = caller.sink.video_frames
         profiler = await start_profiler(process, profile, seconds)
+        threads = thread_ticks(process.pid)
         cpu, wall = cpu_seconds(process.pid), time.monotonic()
         await asyncio.sleep(seconds)  # the measuring window itself
         cpu, wall = cpu_seconds(process.pid) - cpu, time.monotonic() - wall
+        split = thread_split(threads, thread_ticks(process.pid),
+                             await python_thread_names(process.pid), wall, cpu)
         sent_to_caller = caller.sink.video_frames - sent_to_caller
         after = await answerer_counts()
         rss = rss_mb(process.pid)
@@ -279,22 +370,170 @@ async def measure(process: AnswererProcess, relay_url: str, seconds: float,
         "sent_fps_at_caller": round(sent_to_caller / wall, 1),
         "video_codec": negotiated_video_codec(answer["answer"]["sdp"]),
         "rss_mb_in_call": round(rss, 1),
+        "per_thread": split,
     }
 
 
+def process_tree_cpu(kinds: dict[int, str]) -> dict[int, tuple[str, float]]:
+    """{pid: (kind, CPU seconds)} of processes that still exist."""
+    out: dict[int, tuple[str, float]] = {}
+    for pid, kind in kinds.items():
+        with contextlib.suppress(OSError):
+            out[pid] = (kind, cpu_seconds(pid))
+    return out
+
+
+def browser_split(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+                  wall: float) -> dict[str, Any]:
+    """A Chromium's CPU per wall second over a window: its renderer (the busiest, the one with
+    the page), each kind of process, and all of them."""
+    used = {pid: (kind, cpu - before.get(pid, (kind, 0.0))[1])
+            for pid, (kind, cpu) in after.items()}
+    kinds: dict[str, float] = {}
+    for kind, cpu in used.values():
+        kinds[kind] = kinds.get(kind, 0.0) + cpu
+    renderers = [cpu for kind, cpu in used.values() if kind == "renderer"]
+    return {
+        "renderer_cpu_s_per_call_s": round(max(renderers) / wall, 3) if renderers else None,
+        "all_processes_cpu_s_per_call_s": round(sum(kinds.values()) / wall, 3),
+        "by_process_kind": {k: round(v / wall, 3) for k, v in
+                            sorted(kinds.items(), key=lambda item: -item[1])},
+        "processes": len(used),
+    }
+
+
+CODEC_OF_PAGE = "() => call && call.pc && call.pc.remoteDescription ? " \
+                "call.pc.remoteDescription.sdp : null"
+
+
+async def measure_from_chromium(answerer: AnswererProcess | None, caller_page: Any, target: str,
+                                seconds: float, settle: float, profile: Path | None = None,
+                                callee_page: Any = None,
+                                callee_profile: Path | None = None) -> dict[str, Any]:
+    """One call from the Chromium caller page to `target`: the answerer's CPU over the window
+    (a process, or with `callee_page` a Chromium's processes), what each end received."""
+    from bench import chromium_call as cc
+
+    def answerer_cpu() -> dict[int, tuple[str, float]]:
+        if answerer is not None:
+            return {answerer.pid: ("process", cpu_seconds(answerer.pid))}
+        assert callee_profile is not None
+        return process_tree_cpu(cc.browser_processes(callee_profile))
+
+    idle_cpu, idle_wall = answerer_cpu(), time.monotonic()
+    await asyncio.sleep(5)  # the idle window itself
+    idle_after = answerer_cpu()
+    idle = sum(cpu - idle_cpu.get(pid, ("", cpu))[1] for pid, (_, cpu) in idle_after.items()) \
+        / (time.monotonic() - idle_wall)
+
+    await cc.place_call(caller_page, target)
+    audio = cc.AudioGapPoller(caller_page)
+    try:
+        await cc.wait_for_video(caller_page, frames=VIDEO[2])
+        await asyncio.sleep(settle)  # encoders ramp up their bitrate: not measured
+
+        async def answerer_counts() -> dict[str, int]:
+            if isinstance(answerer, KioskdProcess):
+                media = (await answerer.status())["call"]["media"]
+                return {"received": media["video_frames"],
+                        "rendered": media.get("rendered_frames", 0)}
+            if isinstance(answerer, PlainProcess):
+                return {"received": (await answerer.stats())["video_frames_received"]}
+            stats = await cc.inbound(callee_page)
+            return {"received": stats["video"].get("framesDecoded", 0) if stats else 0}
+
+        before = await answerer_counts()
+        caller_in, caller_out = await cc.inbound(caller_page), await cc.outbound(caller_page)
+        audio.start()
+        profiler = None if answerer is None else await start_profiler(answerer, profile, seconds)
+        threads = thread_ticks(answerer.pid) if answerer is not None else {}
+        cpu, wall = answerer_cpu(), time.monotonic()
+        await asyncio.sleep(seconds)  # the measuring window itself
+        cpu_after, wall = answerer_cpu(), time.monotonic() - wall
+        threads_after = thread_ticks(answerer.pid) if answerer is not None else {}
+        used = sum(c - cpu.get(pid, ("", 0.0))[1] for pid, (_, c) in cpu_after.items())
+        gaps = await audio.stop()
+        after = await answerer_counts()
+        caller_in2, caller_out2 = await cc.inbound(caller_page), await cc.outbound(caller_page)
+        sdp = await caller_page.evaluate(CODEC_OF_PAGE)
+        result: dict[str, Any] = {
+            "cpu_s_per_call_s": round(used / wall, 3),
+            "cpu_s": round(used, 2),
+            "call_s": round(wall, 2),
+            "idle_cpu_s_per_s": round(idle, 4),
+            **{f"{key}_fps": round((after[key] - before[key]) / wall, 1) for key in after},
+            "video_codec": negotiated_video_codec(sdp) if sdp else None,
+        }
+        if answerer is not None:
+            result["rss_mb_in_call"] = round(rss_mb(answerer.pid), 1)
+            result["per_thread"] = thread_split(
+                threads, threads_after, await python_thread_names(answerer.pid), wall, used)
+        else:
+            result.update(browser_split(cpu, cpu_after, wall))
+        page = cc.page_window(caller_in, caller_in2, caller_out, caller_out2)
+        result["at_caller"] = {
+            "from_answerer_fps": page["received_fps"],
+            "from_answerer_size": page["received_size"],
+            "audio": gaps,
+            "sent_fps": page.get("sent_fps"),
+            "sent_size": page.get("sent_size"),
+            "sent_quality_limitation": page.get("sent_quality_limitation"),
+            "sent_kbps": page.get("sent_kbps"),
+            "sent_target_kbps": page.get("sent_target_kbps"),
+            "available_outgoing_kbps": page.get("available_outgoing_kbps"),
+            "connection": page["connection"],
+        }
+        if profiler is not None:
+            await profiler.wait()
+    finally:
+        audio.cancel()
+        await cc.hang_up(caller_page)
+    # The answerer is idle again before the next call.
+    if isinstance(answerer, KioskdProcess):
+        deadline = time.monotonic() + 15
+        while (await answerer.status())["state"] != "idle" and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    elif callee_page is not None:
+        await callee_page.wait_for_function("window.caller.state !== 'connected'",
+                                            timeout=15_000)
+    await asyncio.sleep(1)
+    return result
+
+
 async def run(seconds: float, settle: float, rounds: int, profile: Path | None = None,
-              kiosk_sets: tuple[str, ...] = (),
-              answerers: tuple[str, ...] = ANSWERERS) -> dict[str, Any]:
+              kiosk_sets: tuple[str, ...] = (), answerers: tuple[str, ...] = ANSWERERS,
+              caller: str = "chromium") -> dict[str, Any]:
     from kioskd.relay.server import running_relay
     from tests.integration.conftest import TOKENS
 
     tokens = {**TOKENS, PLAIN_TOKEN: {"userId": "plain", "username": "Plain aiortc"}}
     width, height, fps = VIDEO
     samples: dict[str, list[dict[str, Any]]] = {name: [] for name in answerers}
-    async with running_relay(tokens) as relay:
+    async with contextlib.AsyncExitStack() as stack:
+        relay = await stack.enter_async_context(running_relay(tokens))
+        caller_page = None
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cpu-bench-")))
+        if caller == "chromium":
+            from playwright.async_api import async_playwright
+
+            from bench import chromium_call as cc
+
+            playwright = await stack.enter_async_context(async_playwright())
+            browser = await stack.enter_async_context(
+                cc.chromium(playwright, folder / "caller", VIDEO))
+            caller_page = await cc.open_page(browser, f"{relay.url}/?token=alice-secret")
         for n in range(rounds):
             order = answerers if n % 2 == 0 else answerers[::-1]
             for name in order:
+                if name == "chromium":
+                    callee_profile = folder / f"callee-{n}"
+                    async with cc.chromium(playwright, callee_profile, VIDEO) as other:
+                        callee = await cc.open_page(
+                            other, f"{relay.url}/?token=bob-secret&autoanswer=1")
+                        samples[name].append(await measure_from_chromium(
+                            None, caller_page, "42", seconds, settle,
+                            callee_page=callee, callee_profile=callee_profile))
+                    continue
                 if name == "kioskd":
                     process: AnswererProcess = KioskdProcess(
                         relay.url, "display.mode=window", f"video.width={width}",
@@ -303,8 +542,12 @@ async def run(seconds: float, settle: float, rounds: int, profile: Path | None =
                     process = PlainProcess(relay.url, "green" if name.endswith("green")
                                            else "pattern")
                 async with started(process):
-                    samples[name].append(
-                        await measure(process, relay.url, seconds, settle, profile))
+                    if caller_page is not None:
+                        samples[name].append(await measure_from_chromium(
+                            process, caller_page, process.peer, seconds, settle, profile))
+                    else:
+                        samples[name].append(
+                            await measure(process, relay.url, seconds, settle, profile))
 
     def combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
         values = [r["cpu_s_per_call_s"] for r in runs]
@@ -312,14 +555,21 @@ async def run(seconds: float, settle: float, rounds: int, profile: Path | None =
                 "cpu_s_per_call_s_each_round": values, "rounds": runs}
 
     results = {name: combined(samples[name]) for name in answerers}
+    if "chromium" in results:
+        for key in ("renderer_cpu_s_per_call_s", "all_processes_cpu_s_per_call_s"):
+            values = [r[key] for r in samples["chromium"] if r.get(key) is not None]
+            results["chromium"][key] = round(statistics.fmean(values), 3) if values else None
     ratio = None
     if "kioskd" in results and "plain_aiortc" in results:
         ratio = round(results["kioskd"]["cpu_s_per_call_s"]
                       / results["plain_aiortc"]["cpu_s_per_call_s"], 3)
+    caller_text = (f"headless Chromium {chromium_version()} on the relay's caller page, fake "
+                   f"camera at {fps} fps, getUserMedia {width}x{height}@{fps}"
+                   if caller == "chromium" else "ScriptedCaller (aiortc) in the bench process")
     return {
         "bench": "cpu_per_call_second",
-        "call": f"two-way {width}x{height}@{fps} video + audio, ScriptedCaller in the bench "
-                f"process",
+        "call": f"two-way {width}x{height}@{fps} video + audio",
+        "caller": caller_text,
         "window_s": seconds,
         **({"profiled": "py-spy was sampling: these numbers are not for comparison"}
            if profile else {}),
@@ -328,9 +578,26 @@ async def run(seconds: float, settle: float, rounds: int, profile: Path | None =
         "kioskd": "python -m kioskd, display.mode=window 1280x720 on Xvfb (renders the caller)"
                   + (f", with --set {' --set '.join(kiosk_sets)}" if kiosk_sets else ""),
         "plain_aiortc": "python -m bench.plain_answerer (renders nothing)",
+        **({"chromium": "a second headless Chromium on the caller page, ?autoanswer=1: "
+                        "cpu_s_per_call_s is all its processes; renderer_cpu_s_per_call_s "
+                        "its busiest renderer (the page's)"} if "chromium" in answerers else {}),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                    f"Python {platform.python_version()}",
     }
+
+
+def chromium_version() -> str:
+    import subprocess
+
+    from tests.e2e.conftest import CHROMIUM
+
+    try:
+        out = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    found = re.search(r"(\d+\.[\d.]+)", out)
+    return found.group(1) if found else "?"
 
 
 def main() -> None:
@@ -340,12 +607,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--profile", metavar="DIR", type=Path,
                         help="also record py-spy profiles (raw stacks) of each answerer there")
+    parser.add_argument("--caller", choices=("chromium", "scripted"), default="chromium",
+                        help="who calls: headless Chromium on the caller page (default) or "
+                             "the ScriptedCaller (aiortc) in this process")
     parser.add_argument("--only", action="append", choices=ANSWERERS, metavar="ANSWERER",
-                        help=f"measure only these (default all: {', '.join(ANSWERERS)})")
+                        help=f"measure only these, of {', '.join(ANSWERERS)} (default: "
+                             "kioskd, plain_aiortc, chromium; with --caller scripted kioskd, "
+                             "plain_aiortc, plain_aiortc_green)")
     parser.add_argument("--kiosk-set", action="append", default=[], metavar="KEY=VALUE",
                         help="one more --set for kioskd (to see what a setting costs), e.g. "
                              "display.preview=false or display.mode=none")
     args = parser.parse_args()
+    answerers = tuple(args.only or DEFAULT_ANSWERERS[args.caller])
+    if args.caller == "scripted" and "chromium" in answerers:
+        parser.error("the Chromium callee is called by the Chromium caller only")
     netns.run_module_inside("bench.cpu_per_call_second")
     logging.basicConfig(level=logging.WARNING)
     with running_xvfb(1280, 720) as display:
@@ -353,8 +628,8 @@ def main() -> None:
         os.environ.pop("SDL_VIDEODRIVER", None)
         os.environ.pop("WAYLAND_DISPLAY", None)
         print(json.dumps(asyncio.run(run(args.seconds, args.settle, args.rounds,
-                                          args.profile, tuple(args.kiosk_set),
-                                          tuple(args.only or ANSWERERS)))))
+                                          args.profile, tuple(args.kiosk_set), answerers,
+                                          args.caller))))
 
 
 if __name__ == "__main__":
