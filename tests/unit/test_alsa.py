@@ -413,3 +413,30 @@ async def test_microphone_to_speaker_through_a_peer_connection(devices: dict[str
     # catches a broken loop, not a busy test machine.
     assert result["longest_gap_ms"] <= 100
     assert stats["microphone"]["error"] is None and stats["speaker"]["device_error"] is None
+
+
+class FrozenOnceDevice:
+    """An unclocked device (writes return at once) whose writer is frozen once, mid-probe, as
+    a CPU quota's throttling freezes a thread; then, after `writes`, the speaker is stopped."""
+
+    def __init__(self, speaker: AlsaSpeaker, writes: int, frozen_at: int) -> None:
+        self.speaker, self.writes, self.frozen_at, self.count = speaker, writes, frozen_at, 0
+
+    def write(self, data: bytes) -> int:
+        self.count += 1
+        if self.count == self.frozen_at:
+            time.sleep(0.015)  # the freeze itself: three quarters of a 20 ms period
+        if self.count >= self.writes:
+            self.speaker._stopping.set()
+        return len(data) // 2
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("frozen_at", [1, 3, 4, 5])
+def test_one_slow_write_does_not_make_an_unclocked_speaker_clocked(frozen_at):
+    speaker = AlsaSpeaker(PLAYBACK_PCM)
+    device = FrozenOnceDevice(speaker, writes=12, frozen_at=frozen_at)
+    speaker._play(device, period_frames=960, buffer_frames=3 * 960)
+    assert speaker.clocked is False  # so it paces itself instead of spinning

@@ -52,6 +52,11 @@ CAPTURE_QUEUE_PERIODS = 10  # captured periods kept for the asyncio side; the ol
 # machine's clock (or recv() skipped slots): the oldest are dropped so latency stays bounded.
 MAX_WAITING_PERIODS = 3
 PLAYBACK_DEVICE_PERIODS = 3  # the card's own buffer, in periods: 60 ms at 20 ms periods
+# Finding out whether a device is clocked: this many slow transfers in a row say it is (one
+# can be a CPU quota freezing the thread); a fast read, or this many fast periods written
+# past a full buffer, say it is not.
+CLOCKED_AFTER_SLOW_WRITES = 3
+UNCLOCKED_AFTER_PERIODS = 3
 FIRST_PERIOD_TIMEOUT_S = 0.2  # how long the first recv() waits for the device's first period
 
 
@@ -288,6 +293,7 @@ class AlsaMicrophone(MediaStreamTrack, ConfiguredBackend):
         assert pcm is not None
         pending = bytearray()
         pacer: _WallClockPacer | None = None
+        slow_in_a_row = 0
         error = None
         if self.processing is not None:
             self.processing.start()
@@ -296,11 +302,16 @@ class AlsaMicrophone(MediaStreamTrack, ConfiguredBackend):
                 before = time.monotonic()
                 length, data = pcm.read()
                 if self.clocked is None:
-                    # A card blocks for about a period on the first read, which starts it.
+                    # A card blocks for about a period at each read; a plugin returns at once.
+                    # A few slow reads in a row: one can be a CPU quota freezing the thread.
                     took = time.monotonic() - before
-                    self.clocked = took >= self._device_period / self.sample_rate / 2
-                    log.info('microphone "%s" is %s', self.device, _describe_clock(self.clocked))
-                if not self.clocked and pacer is None:
+                    slow_in_a_row = slow_in_a_row + 1 if (
+                        took >= self._device_period / self.sample_rate / 2) else 0
+                    if slow_in_a_row in (0, CLOCKED_AFTER_SLOW_WRITES):
+                        self.clocked = slow_in_a_row > 0
+                        log.info('microphone "%s" is %s', self.device,
+                                 _describe_clock(self.clocked))
+                if self.clocked is False and pacer is None:
                     # One period of lead: a frame is always waiting when recv() wants it.
                     pacer = _WallClockPacer(self.sample_rate, lead_frames=self._device_period)
                 if length < 0:
@@ -511,7 +522,7 @@ class AlsaSpeaker(MeasuringSink, ConfiguredBackend):
         pacer: _WallClockPacer | None = None
         if self.clocked is False:
             pacer = _WallClockPacer(self.sample_rate)
-        probe_start, probed_frames = time.monotonic(), 0
+        probe_start, probed_frames, slow_in_a_row = time.monotonic(), 0, 0
         try:
             while not self._stopping.is_set():
                 chunk = self._next_period(period_bytes) if self.clocked is not None else None
@@ -531,11 +542,15 @@ class AlsaSpeaker(MeasuringSink, ConfiguredBackend):
                                                self.sample_rate)
                 if self.clocked is None:
                     # Fill the card's buffer with silence: once full, a card blocks for about a
-                    # period; a plugin that takes a buffer and more without blocking has no clock.
+                    # period at every write; a plugin that takes a buffer and more without
+                    # blocking has no clock. One slow write is not enough: under a CPU quota the
+                    # kernel may freeze the thread in the middle of any write.
                     probed_frames += period_frames
-                    if time.monotonic() - before >= period_s / 2:
+                    slow = time.monotonic() - before >= period_s / 2
+                    slow_in_a_row = slow_in_a_row + 1 if slow else 0
+                    if slow_in_a_row >= CLOCKED_AFTER_SLOW_WRITES:
                         self.clocked = True
-                    elif probed_frames > buffer_frames + period_frames:
+                    elif probed_frames > buffer_frames + UNCLOCKED_AFTER_PERIODS * period_frames:
                         self.clocked = False
                         pacer = _WallClockPacer(self.sample_rate)
                         pacer.start, pacer.frames = probe_start, probed_frames  # already out
