@@ -11,7 +11,8 @@ and only create the codec context themselves), and set what `video.encoder_speed
     fast      VP8 cpu-used -12 (libwebrtc's on ARM), no denoiser; H.264 preset ultrafast
 
 The denoiser is off at every level: the kiosk's synthetic picture has no noise, and a Pi
-camera's frames come through the ISP's own denoiser. docs/media.md has the measurements.
+camera's frames come through the ISP's own denoiser. The decoders are FFmpeg's (for VP8 its
+own decoder, not libvpx's) on one thread. docs/media.md has the measurements.
 
 aiortc has no API to choose encoder settings: its sender calls `get_encoder(codec)` and its
 receiver `get_decoder(codec)`, names each module imports from `aiortc.codecs`. `install()`
@@ -144,8 +145,8 @@ class TunedH264Encoder(H264Encoder):
 
 
 class TunedVp8Decoder(Vp8Decoder):
-    """FFmpeg's own VP8 decoder instead of libvpx's (about a quarter less CPU per frame), on
-    one thread: more only adds threads, the stream has a single token partition to decode."""
+    """FFmpeg's own VP8 decoder instead of libvpx's: about a third less CPU per frame. One
+    thread: FFmpeg's default (a thread per core) cost the same or a little more in total."""
 
     def __init__(self) -> None:
         self.codec = av.CodecContext.create("vp8", "r")
@@ -153,8 +154,8 @@ class TunedVp8Decoder(Vp8Decoder):
 
 
 class TunedH264Decoder(H264Decoder):
-    """One thread: FFmpeg's default adds slice threads, which a browser's single-slice stream
-    cannot use and which cost a little more in total."""
+    """One thread: FFmpeg's default (slice threads, a thread per core) cost no less in total,
+    and a browser's single-slice stream gives them nothing to share."""
 
     def __init__(self) -> None:
         super().__init__()
