@@ -1,10 +1,11 @@
 """The kiosk's video encoder and decoder settings: less CPU than aiortc's defaults.
 
 aiortc builds its libvpx and libx264 contexts inline, with settings for a desktop: VP8 with
-libvpx's temporal denoiser (`noise-sensitivity=4`, the costliest part of a real-time encode)
-at `cpu-used=-6`; H.264 at libx264's default preset (medium). The tuned encoders here keep
-aiortc's packetizers, bitrate handling and keyframe forcing (they subclass aiortc's encoders
-and only create the codec context themselves), and set what `video.encoder_speed` picks:
+libvpx's temporal denoiser (`noise-sensitivity=4`, up to half of the encoder's CPU) at
+`cpu-used=-6`; H.264 at libx264's default preset (medium, ten times the CPU of ultrafast).
+The tuned encoders here keep aiortc's packetizers, bitrate handling and keyframe forcing (they
+subclass aiortc's encoders and only create the codec context themselves), and set what
+`video.encoder_speed` picks:
 
     quality   VP8 cpu-used -6 (aiortc's), no denoiser; H.264 preset veryfast
     balanced  VP8 cpu-used -8, no denoiser;             H.264 preset superfast
@@ -18,7 +19,8 @@ aiortc has no API to choose encoder settings: its sender calls `get_encoder(code
 receiver `get_decoder(codec)`, names each module imports from `aiortc.codecs`. `install()`
 replaces those two names with `kiosk_encoder` and `kiosk_decoder`, which return the tuned
 classes for VP8 and H.264 and aiortc's own for every other codec. `configure(speed)` sets the
-level for the encoders created from then on (the app calls it whenever it applies a config).
+level for the encoders created from then on: each call's session calls it with the config's
+`video.encoder_speed`, so a reloaded config applies from the next call.
 """
 
 from __future__ import annotations
