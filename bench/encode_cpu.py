@@ -26,13 +26,14 @@ PSNR of the luma over the whole run and of the worst frame. Then decoder CPU per
 decoder and thread count. --explore adds VP8 variants that were tried and not taken.
 
     .venv/bin/python -m bench.encode_cpu --settings [--frames 240] [--noise 2] [--size 640x480]
-                                         [--repeat 3] [--explore]
+                                         [--repeat 3] [--explore] [--codec VP8]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import fractions
 import json
 import logging
@@ -259,16 +260,12 @@ async def run(seconds: float, warmup: float, noise: float) -> dict[str, Any]:
 
 SETTINGS_FPS = 24  # the kiosk's synthetic camera (and constrained table)
 BITRATES = {"VP8": (500_000, 1_500_000), "H264": (1_000_000, 3_000_000)}  # aiortc's start, max
-EXPLORE_VP8 = {  # libvpx options on top of the kiosk's rate control, tried with --explore
-    "cpu-used -4": {"cpu-used": "-4", "noise-sensitivity": "0"},
-    "cpu-used -16": {"cpu-used": "-16", "noise-sensitivity": "0"},
-    "cpu-used -12, denoiser 4": {"cpu-used": "-12", "noise-sensitivity": "4"},
-    "cpu-used -12, static-thresh 100": {"cpu-used": "-12", "noise-sensitivity": "0",
-                                        "static-thresh": "100"},
-    "cpu-used -12, max-intra-rate 300": {"cpu-used": "-12", "noise-sensitivity": "0",
-                                         "max-intra-rate": "300"},
-    "cpu-used -12, drop-threshold 30": {"cpu-used": "-12", "noise-sensitivity": "0",
-                                        "drop-threshold": "30"},
+EXPLORE_VP8 = {  # libvpx options changed from the fast level's, tried with --explore
+    "fast, cpu-used -4": {"cpu-used": "-4"},
+    "fast, denoiser 4": {"noise-sensitivity": "4"},
+    "fast, static-thresh 100": {"static-thresh": "100"},
+    "fast, max-intra-rate 300": {"max-intra-rate": "300"},
+    "fast, drop-threshold 30": {"drop-threshold": "30"},
 }
 
 
@@ -357,8 +354,8 @@ def settings_row(codec: str, name: str, bitrate: int, runs: list[tuple[float, li
             "psnr_y_db": whole, "worst_frame_psnr_y_db": worst}
 
 
-def run_settings(size: tuple[int, int], count: int, noise: float, explore: bool, repeat: int
-                 ) -> dict[str, Any]:
+def run_settings(size: tuple[int, int], count: int, noise: float, explore: bool, repeat: int,
+                 codecs: list[str]) -> dict[str, Any]:
     from aiortc.codecs.h264 import H264Decoder, H264Encoder
     from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder
 
@@ -372,13 +369,13 @@ def run_settings(size: tuple[int, int], count: int, noise: float, explore: bool,
         encoders += [("VP8", speed, lambda s=settings: encoding.TunedVp8Encoder(s)),
                      ("H264", speed, lambda s=settings: encoding.TunedH264Encoder(s))]
     if explore:
-        base = encoding.SPEEDS["fast"]
+        fast = encoding.SPEEDS["fast"]
         encoders += [("VP8", name, lambda o=options: encoding.TunedVp8Encoder(
-            encoding.EncoderSettings(o, base.x264_preset)))
+            dataclasses.replace(fast, vp8={**fast.vp8, **o})))
             for name, options in EXPLORE_VP8.items()]
     cases = [(codec, name, make, bitrate)
              for codec, name, make in sorted(encoders, key=lambda e: e[0] != "VP8")
-             for bitrate in BITRATES[codec]]
+             if codec in codecs for bitrate in BITRATES[codec]]
     # Round robin, so that a busy moment of the machine spreads over all the cases.
     runs: list[list[tuple[float, list[bytes]]]] = [[] for _ in cases]
     for _ in range(repeat):
@@ -394,8 +391,10 @@ def run_settings(size: tuple[int, int], count: int, noise: float, explore: bool,
         ("VP8", "kiosk (FFmpeg's vp8, 1 thread)", encoding.TunedVp8Decoder),
         ("H264", "aiortc (h264, default threads)", H264Decoder),
         ("H264", "kiosk (h264, 1 thread)", encoding.TunedH264Decoder)]
+    decoders = [decoder for decoder in decoders if decoder[0] in codecs]
     streams = {codec: encode_all(encoder, codec, frames, BITRATES[codec][1])[1]
-               for codec, encoder in (("VP8", Vp8Encoder()), ("H264", H264Encoder()))}
+               for codec, encoder in (("VP8", Vp8Encoder()), ("H264", H264Encoder()))
+               if codec in codecs}
     decode_runs: list[list[float]] = [[] for _ in decoders]
     for _ in range(repeat):
         for times, (codec, _name, make) in zip(decode_runs, decoders, strict=True):
@@ -433,12 +432,14 @@ def main() -> None:
                         help="with --settings: runs per setting (the least CPU counts)")
     parser.add_argument("--explore", action="store_true",
                         help="with --settings: also the VP8 variants that were not taken")
+    parser.add_argument("--codec", choices=("VP8", "H264"), action="append",
+                        help="with --settings: only this codec (repeatable; default both)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.settings:
         width, height = map(int, args.size.split("x"))
         print(json.dumps(run_settings((width, height), args.frames, args.noise, args.explore,
-                                      args.repeat)))
+                                      args.repeat, args.codec or ["VP8", "H264"])))
         return
     if args.receiver:
         asyncio.run(receiver_main())

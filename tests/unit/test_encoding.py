@@ -22,7 +22,7 @@ from kioskd.rtc.session import MediaPlan, RtcSession
 
 # Luma PSNR of these two seconds of the kiosk's pattern, as measured: VP8 at 500 kbps 50.5 to
 # 51.6 dB at the three levels (aiortc's own settings: 49.5), H.264 at 1000 kbps 57.8 to 65.0.
-# A smeared picture falls below: the bar frozen by a broken setting gives 40.8.
+# A smeared picture falls below: the bar frozen by a broken setting gives 41.7.
 MIN_PSNR_DB = 45.0
 FRAMES = 48  # two seconds at 24 fps: the bar moves 10 pixels a frame
 

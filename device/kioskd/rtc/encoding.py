@@ -7,9 +7,9 @@ The tuned encoders here keep aiortc's packetizers, bitrate handling and keyframe
 subclass aiortc's encoders and only create the codec context themselves), and set what
 `video.encoder_speed` picks:
 
-    quality   VP8 cpu-used -6 (aiortc's), no denoiser; H.264 preset veryfast
-    balanced  VP8 cpu-used -8, no denoiser;             H.264 preset superfast
-    fast      VP8 cpu-used -12 (libwebrtc's on ARM), no denoiser; H.264 preset ultrafast
+    quality   VP8 cpu-used -6 (aiortc's, libwebrtc's on a desktop); H.264 preset veryfast
+    balanced  VP8 cpu-used -12 (libwebrtc's on ARM);                 H.264 preset superfast
+    fast      VP8 cpu-used -16 (libvpx's fastest);                   H.264 preset ultrafast
 
 The denoiser is off at every level: the kiosk's synthetic picture has no noise, and a Pi
 camera's frames come through the ISP's own denoiser. The decoders are FFmpeg's (for VP8 its
@@ -56,8 +56,8 @@ class EncoderSettings:
 
 SPEEDS: dict[str, EncoderSettings] = {
     "quality": EncoderSettings({"cpu-used": "-6", "noise-sensitivity": "0"}, "veryfast"),
-    "balanced": EncoderSettings({"cpu-used": "-8", "noise-sensitivity": "0"}, "superfast"),
-    "fast": EncoderSettings({"cpu-used": "-12", "noise-sensitivity": "0"}, "ultrafast"),
+    "balanced": EncoderSettings({"cpu-used": "-12", "noise-sensitivity": "0"}, "superfast"),
+    "fast": EncoderSettings({"cpu-used": "-16", "noise-sensitivity": "0"}, "ultrafast"),
 }
 DEFAULT_SPEED = "balanced"
 
