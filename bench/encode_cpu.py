@@ -14,12 +14,26 @@ sending process over a window of wall time after a warm-up. Prints one JSON line
 a private loopback-only network namespace (re-executes itself there).
 
     .venv/bin/python -m bench.encode_cpu [--seconds 10] [--noise 2]
+
+With --settings it measures the encoders themselves instead, offline (no network, no
+namespace): the kiosk's synthetic pattern, 640x480@24 unless --size (with --noise 0: exactly as
+the kiosk sends it), is encoded by aiortc's own VP8 and H.264 encoders and by the kiosk's tuned
+ones at each `video.encoder_speed` (rtc/encoding.py), at aiortc's starting and highest
+bitrates. For each:
+CPU ms per frame (`time.process_time()`, all threads), the bitrate it made, the frames it
+dropped, and the picture's quality: the stream decoded again and compared with the source,
+PSNR of the luma over the whole run and of the worst frame. Then decoder CPU per frame by
+decoder and thread count. --explore adds VP8 variants that were tried and not taken.
+
+    .venv/bin/python -m bench.encode_cpu --settings [--frames 240] [--noise 2] [--size 640x480]
+                                         [--repeat 3] [--explore] [--codec VP8]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import fractions
 import json
 import logging
@@ -242,6 +256,167 @@ async def run(seconds: float, warmup: float, noise: float) -> dict[str, Any]:
     }
 
 
+# -- --settings: the encoders themselves, offline ----------------------------------------------
+
+SETTINGS_FPS = 24  # the kiosk's synthetic camera (and constrained table)
+BITRATES = {"VP8": (500_000, 1_500_000), "H264": (1_000_000, 3_000_000)}  # aiortc's start, max
+EXPLORE_VP8 = {  # libvpx options changed from the fast level's, tried with --explore
+    "fast, cpu-used -4": {"cpu-used": "-4"},
+    "fast, denoiser 4": {"noise-sensitivity": "4"},
+    "fast, static-thresh 100": {"static-thresh": "100"},
+    "fast, max-intra-rate 300": {"max-intra-rate": "300"},
+    "fast, drop-threshold 30": {"drop-threshold": "30"},
+}
+
+
+def pattern_frames(size: tuple[int, int], count: int, noise: float) -> list[av.VideoFrame]:
+    """The kiosk's synthetic pattern, as its camera sends it, with optional sensor noise."""
+    from kioskd.media.synthetic import TestPattern
+
+    pattern = TestPattern(*size)
+    rng = np.random.default_rng(1)
+    frames = []
+    for n in range(count):
+        frame = pattern.render(n, n, 0)
+        if noise > 0:
+            planes = frame.to_ndarray()
+            planes = np.clip(planes + rng.normal(0, noise, planes.shape), 16, 235)
+            frame = av.VideoFrame.from_ndarray(planes.astype(np.uint8), format="yuv420p")
+        frames.append(frame)
+    return frames
+
+
+def encode_all(encoder: Any, codec: str, frames: list[av.VideoFrame], bitrate: int
+               ) -> tuple[float, list[bytes]]:
+    """CPU ms per frame, and each frame's encoded bytes (b"" for a dropped frame)."""
+    from aiortc.codecs import depayload, get_capabilities
+
+    params = next(c for c in get_capabilities("video").codecs if c.name == codec)
+    encoder.target_bitrate = bitrate
+    encoded, cpu = [], 0.0
+    for n, frame in enumerate(frames):
+        frame.pts = round(n * 90000 / SETTINGS_FPS)
+        frame.time_base = fractions.Fraction(1, 90000)
+        start = time.process_time()
+        payloads, _ = encoder.encode(frame, force_keyframe=n == 0)
+        cpu += time.process_time() - start
+        encoded.append(b"".join(depayload(params, p) for p in payloads))
+    return cpu * 1000 / len(frames), encoded
+
+
+def decode_all(decoder: Any, encoded: list[bytes]) -> tuple[float, dict[int, np.ndarray]]:
+    """CPU ms per decoded frame, and the luma of each decoded frame by its frame number."""
+    from aiortc.jitterbuffer import JitterFrame
+
+    lumas: dict[int, np.ndarray] = {}
+    cpu = 0.0
+    for n, data in enumerate(encoded):
+        if not data:
+            continue
+        start = time.process_time()
+        frames = decoder.decode(JitterFrame(data, n))
+        cpu += time.process_time() - start
+        for frame in frames:
+            lumas[n] = frame.to_ndarray(format="gray")
+    return cpu * 1000 / max(1, len(lumas)), lumas
+
+
+def psnr(sources: list[np.ndarray], lumas: dict[int, np.ndarray]) -> tuple[float, float]:
+    """PSNR (dB) of the luma over the whole run, and of the worst frame. A dropped frame is
+    shown as the last one decoded, as a receiver would."""
+    errors, last = [], None
+    for n, luma in enumerate(sources):
+        last = lumas.get(n, last)
+        source = luma.astype(np.float64)
+        shown = np.zeros_like(source) if last is None else last.astype(np.float64)
+        errors.append(max(float(np.mean((source - shown) ** 2)), 1e-10))
+
+    def db(mse: float) -> float:
+        return round(10 * np.log10(255 ** 2 / mse), 2)
+
+    return db(float(np.mean(errors))), db(max(errors))
+
+
+def settings_row(codec: str, name: str, bitrate: int, runs: list[tuple[float, list[bytes]]],
+                 sources: list[np.ndarray]) -> dict[str, Any]:
+    """One encoder setting at one bitrate: the least CPU of its runs (the one least disturbed
+    by the rest of the machine), the quality of the last run's stream."""
+    from aiortc.codecs.h264 import H264Decoder
+    from aiortc.codecs.vpx import Vp8Decoder
+
+    cpu_ms, encoded = min(run[0] for run in runs), runs[-1][1]
+    _, lumas = decode_all(Vp8Decoder() if codec == "VP8" else H264Decoder(), encoded)
+    whole, worst = psnr(sources, lumas)
+    return {"codec": codec, "encoder": name, "target_kbps": bitrate // 1000,
+            "cpu_ms_per_frame": round(cpu_ms, 2),
+            "kbps": round(sum(map(len, encoded)) * 8 * SETTINGS_FPS / len(sources) / 1000),
+            "dropped": sum(1 for data in encoded if not data),
+            "psnr_y_db": whole, "worst_frame_psnr_y_db": worst}
+
+
+def run_settings(size: tuple[int, int], count: int, noise: float, explore: bool, repeat: int,
+                 codecs: list[str]) -> dict[str, Any]:
+    from aiortc.codecs.h264 import H264Decoder, H264Encoder
+    from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder
+
+    from kioskd.rtc import encoding
+
+    frames = pattern_frames(size, count, noise)
+    sources = [frame.to_ndarray(format="gray") for frame in frames]
+    encoders: list[tuple[str, str, Any]] = [("VP8", "aiortc", Vp8Encoder),
+                                            ("H264", "aiortc", H264Encoder)]
+    for speed, settings in encoding.SPEEDS.items():
+        encoders += [("VP8", speed, lambda s=settings: encoding.TunedVp8Encoder(s)),
+                     ("H264", speed, lambda s=settings: encoding.TunedH264Encoder(s))]
+    if explore:
+        fast = encoding.SPEEDS["fast"]
+        encoders += [("VP8", name, lambda o=options: encoding.TunedVp8Encoder(
+            dataclasses.replace(fast, vp8={**fast.vp8, **o})))
+            for name, options in EXPLORE_VP8.items()]
+    cases = [(codec, name, make, bitrate)
+             for codec, name, make in sorted(encoders, key=lambda e: e[0] != "VP8")
+             if codec in codecs for bitrate in BITRATES[codec]]
+    # Round robin, so that a busy moment of the machine spreads over all the cases.
+    runs: list[list[tuple[float, list[bytes]]]] = [[] for _ in cases]
+    for _ in range(repeat):
+        for case, (codec, _name, make, bitrate) in zip(runs, cases, strict=True):
+            case.append(encode_all(make(), codec, frames, bitrate))
+    rows = [settings_row(codec, name, bitrate, case_runs, sources)
+            for case_runs, (codec, name, _make, bitrate) in zip(runs, cases, strict=True)]
+
+    # Decoders: aiortc's (FFmpeg's default threads) against the kiosk's, on the stream aiortc's
+    # encoder makes at its highest bitrate.
+    decoders: list[tuple[str, str, Any]] = [
+        ("VP8", "aiortc (libvpx, default threads)", Vp8Decoder),
+        ("VP8", "kiosk (FFmpeg's vp8, 1 thread)", encoding.TunedVp8Decoder),
+        ("H264", "aiortc (h264, default threads)", H264Decoder),
+        ("H264", "kiosk (h264, 1 thread)", encoding.TunedH264Decoder)]
+    decoders = [decoder for decoder in decoders if decoder[0] in codecs]
+    streams = {codec: encode_all(encoder, codec, frames, BITRATES[codec][1])[1]
+               for codec, encoder in (("VP8", Vp8Encoder()), ("H264", H264Encoder()))
+               if codec in codecs}
+    decode_runs: list[list[float]] = [[] for _ in decoders]
+    for _ in range(repeat):
+        for times, (codec, _name, make) in zip(decode_runs, decoders, strict=True):
+            times.append(decode_all(make(), streams[codec])[0])
+    decoding = [{"codec": codec, "decoder": name, "threads": make().codec.thread_count,
+                 "cpu_ms_per_frame": round(min(times), 3)}
+                for times, (codec, name, make) in zip(decode_runs, decoders, strict=True)]
+    return {
+        "bench": "encode_cpu --settings",
+        "stream": f"{size[0]}x{size[1]}@{SETTINGS_FPS}, {count} frames",
+        "content": f"the kiosk's synthetic pattern, luma/chroma noise sigma {noise}; "
+                   f"least CPU of {repeat} runs, round robin",
+        "encoders": rows,
+        "decoders": decoding,
+        "note": "cpu_ms_per_frame: process CPU (all threads) per frame; psnr_y_db: luma PSNR "
+                "of the decoded stream against the encoded frames over the run, worst_frame: the "
+                "worst single frame (a dropped frame counts as the previous one shown again)",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                   f"Python {platform.python_version()}, PyAV {av.__version__}",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
@@ -249,8 +424,23 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=2.0,
                         help="sensor-like noise added to the pictures (levels, sigma)")
     parser.add_argument("--receiver", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--settings", action="store_true",
+                        help="measure the encoders' settings offline (CPU per frame, PSNR)")
+    parser.add_argument("--frames", type=int, default=240, help="frames per --settings run")
+    parser.add_argument("--size", default="640x480", help="with --settings: the picture size")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="with --settings: runs per setting (the least CPU counts)")
+    parser.add_argument("--explore", action="store_true",
+                        help="with --settings: also the VP8 variants that were not taken")
+    parser.add_argument("--codec", choices=("VP8", "H264"), action="append",
+                        help="with --settings: only this codec (repeatable; default both)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.settings:
+        width, height = map(int, args.size.split("x"))
+        print(json.dumps(run_settings((width, height), args.frames, args.noise, args.explore,
+                                      args.repeat, args.codec or ["VP8", "H264"])))
+        return
     if args.receiver:
         asyncio.run(receiver_main())
         return

@@ -227,7 +227,7 @@ def test_set_unknown_key():
     assert issue.key == "video.fsp"
     assert "unknown key video.fsp" in issue.message
     assert "did you mean fps?" in issue.message
-    assert "known keys in [video]: source, width, height, fps, encoder, bitrate_kbps, device, input_format, file" in issue.message
+    assert "known keys in [video]: source, width, height, fps, encoder, bitrate_kbps, encoder_speed, device, input_format, file" in issue.message
 
 
 def test_set_without_equals_or_section():
@@ -346,8 +346,8 @@ def test_unknown_key_and_section(tmp_path):
     assert by_key["video.fsp"].source == str(main)
     assert by_key["video.fsp"].message == (
         "unknown key video.fsp (did you mean fps?); known keys in [video]: "
-        "source, width, height, fps, encoder, bitrate_kbps, device, input_format, file, "
-        "shed_under_load")
+        "source, width, height, fps, encoder, bitrate_kbps, encoder_speed, device, input_format, "
+        "file, shed_under_load")
     assert by_key["vidoe"].message.startswith("unknown section [vidoe] (did you mean video?); "
                                               "known sections: kiosk, signaling,")
     assert "known keys in [rtc]: ice_servers, video_codecs" in by_key["rtc.extra"].message
@@ -645,15 +645,16 @@ def test_config_error_str_is_one_line_per_issue():
 # -- hardware profiles ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model,width,fps,encoder,first_codec", [
-    ("Raspberry Pi 4 Model B Rev 1.4\x00", 1280, 30, "hardware", "H264"),
-    ("Raspberry Pi Zero 2 W Rev 1.0\x00", 640, 24, "hardware", "H264"),
-    ("Raspberry Pi 5 Model B Rev 1.0\x00", 640, 24, "software", "VP8"),
-    ("", 1280, 30, "software", "VP8"),
+@pytest.mark.parametrize("model,width,fps,encoder,speed,first_codec", [
+    ("Raspberry Pi 4 Model B Rev 1.4\x00", 1280, 30, "hardware", "fast", "H264"),
+    ("Raspberry Pi Zero 2 W Rev 1.0\x00", 640, 24, "hardware", "fast", "H264"),
+    ("Raspberry Pi 5 Model B Rev 1.0\x00", 640, 24, "software", "fast", "VP8"),
+    ("", 1280, 30, "software", "balanced", "VP8"),
 ])
-def test_auto_profile_follows_the_board(model, width, fps, encoder, first_codec):
+def test_auto_profile_follows_the_board(model, width, fps, encoder, speed, first_codec):
     config = load_config(None, board_model=model, env={})
-    assert (config.video.width, config.video.fps, config.video.encoder) == (width, fps, encoder)
+    assert (config.video.width, config.video.fps, config.video.encoder,
+            config.video.encoder_speed) == (width, fps, encoder, speed)
     assert config.rtc.video_codecs[0] == first_codec
 
 

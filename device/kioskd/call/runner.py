@@ -211,6 +211,7 @@ class CallRunner:
             on_remote_track=media.add,
             on_audio_only=lambda why: self.local.audio_only(call, why),
             video_codecs=self.config.rtc.video_codecs,
+            encoder_speed=self.config.video.encoder_speed,
             ice_servers=ice_servers(self.config, self.turn_secrets, time.time()),
             media_timeout_s=self.config.call.media_timeout_s,
             relay_only=relay_only,

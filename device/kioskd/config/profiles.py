@@ -11,16 +11,21 @@ from typing import Any
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # Pi 4 (and 3, CM4, Pi 400): the VideoCore hardware H.264 encoder carries 720p30.
-    "pi4": {"video": {"width": 1280, "height": 720, "fps": 30, "encoder": "hardware"},
+    # Its software VP8 (for a caller without H.264) at 720p30 needs the fastest settings.
+    "pi4": {"video": {"width": 1280, "height": 720, "fps": 30, "encoder": "hardware",
+                      "encoder_speed": "fast"},
             "rtc": {"video_codecs": ["H264", "VP8"]}},
     # Zero 2 W: the same encoder, but four slow cores and 512 MB: the constrained table.
-    "zero2w": {"video": {"width": 640, "height": 480, "fps": 24, "encoder": "hardware"},
+    "zero2w": {"video": {"width": 640, "height": 480, "fps": 24, "encoder": "hardware",
+                         "encoder_speed": "fast"},
                "rtc": {"video_codecs": ["H264", "VP8"]}},
     # Pi 5 has no hardware H.264 encoder: software encoding at the constrained settings.
-    "pi5": {"video": {"width": 640, "height": 480, "fps": 24, "encoder": "software"},
+    "pi5": {"video": {"width": 640, "height": 480, "fps": 24, "encoder": "software",
+                      "encoder_speed": "fast"},
             "rtc": {"video_codecs": ["VP8", "H264"]}},
     # Any other machine (a laptop, a test rig): software encoding, the desktop table.
-    "desktop": {"video": {"width": 1280, "height": 720, "fps": 30, "encoder": "software"},
+    "desktop": {"video": {"width": 1280, "height": 720, "fps": 30, "encoder": "software",
+                          "encoder_speed": "balanced"},
                 "rtc": {"video_codecs": ["VP8", "H264"]}},
 }
 

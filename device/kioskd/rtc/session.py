@@ -26,6 +26,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from ..media.h264 import attach_sender, h264_preferences, is_pre_encoded
 from ..protocol import IceCandidate, SessionDescription
+from . import encoding
 from .codecs import codec_preferences, common_video_codecs, reject_video, rejected_video_answer
 from .jitter import conceal_lost_audio, release_frames_on_marker
 from .remb import limit_remb
@@ -58,6 +59,7 @@ class MediaPlan:
     # The offer's video has no codec in common with the kiosk: the call is audio only (why).
     on_audio_only: Callable[[str], None] | None = None
     video_codecs: Sequence[str] = ("VP8", "H264")
+    encoder_speed: str = encoding.DEFAULT_SPEED  # video.encoder_speed (rtc/encoding.py)
     ice_servers: Sequence[RTCIceServer] = field(default_factory=list)
     media_timeout_s: float = 2.0  # nothing from the peer this long: the path is lost
     relay_only: bool = False  # gather only TURN relay candidates (see RtcSession.relayed)
@@ -102,6 +104,10 @@ class RtcSession:
         self.call_id = call_id
         self._plan = plan
         self._on_state = on_state
+        # This call's encoders are made with the config's speed (they are made lazily, on the
+        # first frame to send, so a reload applies from the next call).
+        encoding.install()
+        encoding.configure(plan.encoder_speed)
         self._pc = RTCPeerConnection(RTCConfiguration(
             iceServers=list(plan.ice_servers),
             iceTransportPolicy=RTCIceTransportPolicy.RELAY if plan.relay_only
