@@ -178,7 +178,9 @@ async def test_fullscreen_kiosk_on_x(on_x, monkeypatch):
                                                     interpolation=SCALING).to_ndarray()
         mask = overlay_mask(layout, shown.shape)
         diff = np.abs(shown.astype(np.int16) - expected)[mask]
-        assert diff.mean() < 1.0 and np.percentile(diff, 99.9) <= 6
+        # Rounding, and sharp colour edges (the screen scales in YUV first): see
+        # test_ui_screens.assert_same_picture.
+        assert diff.mean() < 1.0 and np.percentile(diff, 99.9) <= 24
         px, py, pw, ph = layout.regions["pip"]
         # Bottom-right as configured (lifted above the buttons while they show).
         assert (px, py, pw, ph) == painting.pip_rect(SIZE, (320, 240), "bottom-right", True)

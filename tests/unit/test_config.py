@@ -649,7 +649,7 @@ def test_config_error_str_is_one_line_per_issue():
     ("Raspberry Pi 4 Model B Rev 1.4\x00", 1280, 30, "hardware", "fast", "H264"),
     ("Raspberry Pi Zero 2 W Rev 1.0\x00", 640, 24, "hardware", "fast", "H264"),
     ("Raspberry Pi 5 Model B Rev 1.0\x00", 640, 24, "software", "fast", "VP8"),
-    ("", 1280, 30, "software", "balanced", "VP8"),
+    ("", 1280, 30, "software", "fast", "VP8"),
 ])
 def test_auto_profile_follows_the_board(model, width, fps, encoder, speed, first_codec):
     config = load_config(None, board_model=model, env={})

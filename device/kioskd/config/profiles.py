@@ -25,7 +25,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "rtc": {"video_codecs": ["VP8", "H264"]}},
     # Any other machine (a laptop, a test rig): software encoding, the desktop table.
     "desktop": {"video": {"width": 1280, "height": 720, "fps": 30, "encoder": "software",
-                          "encoder_speed": "balanced"},
+                          "encoder_speed": "fast"},
                 "rtc": {"video_codecs": ["VP8", "H264"]}},
 }
 

@@ -522,7 +522,7 @@ class VideoSection:
                        "encoder, picamera2 only)")
     bitrate_kbps: int = key(0, Integer(0, 20000, unit="kilobits per second"),
                             "hardware encoder's starting bitrate; 0: from size and frame rate")
-    encoder_speed: str = key("balanced", OneOf(("quality", "balanced", "fast")),
+    encoder_speed: str = key("fast", OneOf(("quality", "balanced", "fast")),
                              "software VP8 and H.264 encoding: quality, balanced or fast (less "
                              "CPU, a little less detail); docs/media.md has the numbers")
     device: str = key("/dev/video0", Text(non_empty=True), "V4L2 camera device (v4l2 only)")

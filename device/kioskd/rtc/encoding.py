@@ -59,7 +59,7 @@ SPEEDS: dict[str, EncoderSettings] = {
     "balanced": EncoderSettings({"cpu-used": "-12", "noise-sensitivity": "0"}, "superfast"),
     "fast": EncoderSettings({"cpu-used": "-16", "noise-sensitivity": "0"}, "ultrafast"),
 }
-DEFAULT_SPEED = "balanced"
+DEFAULT_SPEED = "fast"
 
 _current = SPEEDS[DEFAULT_SPEED]
 

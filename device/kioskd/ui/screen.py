@@ -21,7 +21,7 @@ import av
 
 from .display import DisplayError, DisplayThread
 from .interaction import Interaction
-from .renderer import Renderer
+from .renderer import VIDEO_FLOWING_S, Renderer
 from .slots import Observer, Slots
 from .stats import ScreenStats
 from .view import View
@@ -67,6 +67,7 @@ class KioskScreen:
         self.mode = mode
         self.title = title
         self.preview = preview
+        self._remote_at = -1.0  # when the caller's last frame was handed over (monotonic)
         self.preview_corner = preview_corner
         self.sleep_after_s = sleep_after_s
         self.view = View()  # the newest View given to update()
@@ -109,13 +110,17 @@ class KioskScreen:
 
     def show_remote(self, frame: av.VideoFrame) -> None:
         """The caller's newest video frame. A frame not yet drawn is dropped (counted)."""
+        self._remote_at = time.monotonic()
         if self._slots.put_remote(frame):
             self.statistics.dropped_frames += 1
 
     def show_preview(self, frame: av.VideoFrame) -> None:
         """The local camera's newest frame, for the picture-in-picture."""
         if self.preview:
-            self._slots.put_preview(frame)
+            # While the caller's video flows, its next frame draws the preview too: waking
+            # the screen for each camera frame as well would only cost wake-ups.
+            flowing = time.monotonic() - self._remote_at <= VIDEO_FLOWING_S
+            self._slots.put_preview(frame, wake=not flowing)
 
     def show_audio_level(self, dbfs: float | None) -> None:
         """The caller's audio level for the audio-call meter (make_video_sink pushes it)."""

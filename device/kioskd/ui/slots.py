@@ -67,10 +67,11 @@ class Slots:
         self._wake.set()
         return dropped
 
-    def put_preview(self, frame: av.VideoFrame) -> None:
+    def put_preview(self, frame: av.VideoFrame, wake: bool = True) -> None:
         with self._lock:
             self._preview = frame
-        self._wake.set()
+        if wake:
+            self._wake.set()
 
     def put_press(self, command: str) -> None:
         with self._lock:
