@@ -105,6 +105,17 @@ def test_throttling_steps_down_one_level_per_settle_time():
     assert policy.update(THROTTLED, 3.0) == 3  # the last level
 
 
+def test_a_throttled_burst_is_ridden_out_but_not_twice_in_a_row():
+    policy = SheddingPolicy()
+    burst = LoadSample(cpu=0.25, budget=0.35, throttled=0.2, loop_lag_s=0.01)
+    quiet = LoadSample(cpu=0.20, budget=0.35, throttled=0.0, loop_lag_s=0.01)
+    assert policy.update(burst, 0.0) == 0  # a keyframe: one period in five
+    assert policy.update(quiet, 0.5) == 0
+    assert policy.update(burst, 1.0) == 0
+    assert policy.update(burst, 1.5) == 1
+    assert "throttled the kiosk in 20% of its periods" in policy.why
+
+
 def test_near_the_quota_is_pressed_too():
     policy = SheddingPolicy()
     assert policy.update(LoadSample(0.33, 0.35, 0.0, 0.0), 0.0) == 1
@@ -138,7 +149,7 @@ def test_calm_steps_up_after_the_hold_and_a_failed_step_up_doubles_it():
 def test_using_most_of_the_quota_is_not_calm():
     policy = SheddingPolicy()
     policy.update(THROTTLED, 0.0)
-    busy = LoadSample(cpu=0.25, budget=0.35, throttled=0.0, loop_lag_s=0.0)
+    busy = LoadSample(cpu=0.28, budget=0.35, throttled=0.0, loop_lag_s=0.0)
     for t in range(1, 60):
         assert policy.update(busy, float(t)) == 1  # a step up would not fit: stays
 

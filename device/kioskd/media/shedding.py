@@ -36,9 +36,14 @@ log = logging.getLogger(__name__)
 
 SAMPLE_S = 0.5  # how often the signals are read
 SETTLE_S = 1.0  # after a change, how long its effect is awaited before stepping down again
-THROTTLED = 0.1  # share of the quota's periods throttled that counts as pressed
+# Throttled in this share of the quota's periods, twice in a row, counts as pressed (once can
+# be a burst the sound rides out: a keyframe); in SEVERELY_THROTTLED of them, at once.
+THROTTLED = 0.1
+SEVERELY_THROTTLED = 0.5
 NEAR_BUDGET = 0.9  # CPU above this share of the quota counts as pressed
-CALM_BUDGET = 0.55  # a step up roughly doubles the video's cost: go up only below this
+# Calm enough to try a step up: under this share of the quota (a step up that does not fit
+# shows as pressure soon, and makes the next try wait twice as long).
+CALM_BUDGET = 0.75
 LATE_LOOP_S = 0.1  # the loop this late, twice in a row, counts as pressed
 CALM_LOOP_S = 0.05
 HOLD_S = 10.0  # calm this long before a step up; doubled after a step up that failed
@@ -75,7 +80,7 @@ class SheddingPolicy:
         self._calm_since: float | None = None
         self._hold_s = HOLD_S
         self._stepped_up_at = -math.inf
-        self._late_before = False
+        self._late_before = self._throttled_before = False
 
     def update(self, sample: LoadSample, now: float) -> int:
         pressed = self._pressed(sample)
@@ -102,7 +107,9 @@ class SheddingPolicy:
     def _pressed(self, sample: LoadSample) -> str:
         late = sample.loop_lag_s >= LATE_LOOP_S
         late_twice, self._late_before = late and self._late_before, late
-        if sample.budget is not None and sample.throttled >= THROTTLED:
+        throttled = sample.budget is not None and sample.throttled >= THROTTLED
+        throttled_twice, self._throttled_before = throttled and self._throttled_before, throttled
+        if throttled_twice or (throttled and sample.throttled >= SEVERELY_THROTTLED):
             return (f"the CPU quota ({sample.budget:.0%} of a core) throttled the kiosk in "
                     f"{sample.throttled:.0%} of its periods")
         if sample.budget is not None and sample.cpu >= NEAR_BUDGET * sample.budget:
