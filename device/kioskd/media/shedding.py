@@ -128,7 +128,8 @@ class SheddingPolicy:
 
 class VideoShedding:
     """The kiosk's load watch (a lifecycle component): samples the CPU while a call runs and
-    tells the camera's track (`send_frame`) and the screen (`screen_fps`) what to leave out."""
+    tells the camera's track (through its FrameThinner) and the screen (`screen_fps`) what to
+    leave out."""
 
     name = "video shedding"
 
@@ -216,7 +217,6 @@ class FrameThinner:
         self.fps = fps
         self._next_media = -math.inf  # media time the next frame sent is due at
         self._last_media = -math.inf
-        self.left_out = 0
 
     def thin(self, frame: av.VideoFrame) -> av.VideoFrame | None:
         """The frame to send (maybe scaled down), or None to leave it out."""
@@ -226,7 +226,6 @@ class FrameThinner:
             new_stream = media < self._last_media  # a reopened camera starts over
             self._last_media = media
             if media < self._next_media and not new_stream:
-                self.left_out += 1
                 return None
             # Half a camera interval of slack, so a frame that comes a little early is kept.
             self._next_media = media + 1 / (self.fps * level.send_fps_share) - 0.5 / self.fps
