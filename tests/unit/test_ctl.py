@@ -58,6 +58,19 @@ def test_status_shows_the_microphones_processing(capsys):
     assert "microphone: unprocessed (pywebrtc-audio is not installed)" in capsys.readouterr().out
 
 
+def test_status_says_when_and_why_video_is_shed(capsys):
+    status = {"kiosk": "Lobby", "state": "connected", "signaling": "online", "reconnects": 0,
+              "video_shedding": {"level": 0, "enabled": True, "why": "", "cpu": 0.2,
+                                 "cpu_budget": None, "throttled": 0.0, "loop_lag_ms": 2}}
+    print_status(status)
+    assert "video: shed" not in capsys.readouterr().out  # nothing to say at full video
+    status["video_shedding"].update(
+        level=2, why="the CPU quota (35% of a core) throttled the kiosk in 60% of its periods")
+    print_status(status)
+    assert ("  video: shed to level 2 of 3 (less video, the sound kept): the CPU quota (35% of "
+            "a core) throttled the kiosk in 60% of its periods\n") in capsys.readouterr().out
+
+
 def test_status_says_why_the_kiosk_is_offline(capsys):
     print_status({"kiosk": "Lobby", "state": "idle", "signaling": "unauthorized",
                   "signaling_error": "the server refused this kiosk's token (unauthorized): "
