@@ -3,7 +3,7 @@
 For each cap of `--caps` (percent of one core; 100,60,35), a fresh `python -m kioskd` (the
 shipped config with display.mode=window on a private Xvfb, 640x480@24 both ways, the caller's
 audio played by its AlsaSpeaker on ALSA's `null` device, which its wall-clock pacer paces) runs
-in a cgroup v1 cpu group of its own (`/sys/fs/cgroup/cpu/kioskd-cap-<pid>-<cap>`,
+in a cgroup v1 cpu group of its own (`tests/support/cpu_cap.py`: `/sys/fs/cgroup/cpu/kioskd-test-*`,
 `cpu.cfs_quota_us` = cap x `cpu.cfs_period_us` = 100000 us). Its PID goes into the group's
 `cgroup.procs` right after it is spawned, before it has signed in. The callers (headless
 Chromium, the bench process, Xvfb) are not capped.
@@ -57,7 +57,6 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -70,63 +69,16 @@ from bench.cpu_per_call_second import (
     thread_split,
     thread_ticks,
 )
-from tests.support import netns
+from tests.support import cpu_cap, netns
 from tests.support.xvfb import running_xvfb
 
-CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
-PERIOD_US = 100_000
 STATUS_EVERY_S = 0.2
-
-
-class CpuGroup:
-    """A cgroup v1 cpu group of our own, capped to `percent` of one core."""
-
-    def __init__(self, name: str, percent: float) -> None:
-        self.path = CGROUP_CPU / name
-        self.percent = percent
-
-    def create(self) -> None:
-        self.path.mkdir()
-        (self.path / "cpu.cfs_period_us").write_text(f"{PERIOD_US}\n")
-        (self.path / "cpu.cfs_quota_us").write_text(f"{round(self.percent / 100 * PERIOD_US)}\n")
-
-    def add(self, pid: int) -> None:
-        (self.path / "cgroup.procs").write_text(f"{pid}\n")
-
-    def stat(self) -> dict[str, int]:
-        return {key: int(value) for key, value in
-                (line.split() for line in (self.path / "cpu.stat").read_text().splitlines())}
-
-    def remove(self) -> None:
-        """Move whatever is left to the root group, then remove the group."""
-        if not self.path.exists():
-            return
-        for pid in (self.path / "cgroup.procs").read_text().split():
-            with contextlib.suppress(OSError):  # ended meanwhile
-                (CGROUP_CPU / "cgroup.procs").write_text(f"{pid}\n")
-        for _ in range(50):
-            try:
-                self.path.rmdir()
-                return
-            except OSError:  # a task still leaving
-                time.sleep(0.1)
-        self.path.rmdir()
-
-
-@contextlib.contextmanager
-def cpu_group(name: str, percent: float) -> Iterator[CpuGroup]:
-    group = CpuGroup(name, percent)
-    group.create()
-    try:
-        yield group
-    finally:
-        group.remove()
 
 
 class CappedKiosk(KioskdProcess):
     """kioskd moved into `group` as soon as it is spawned; slower to start when capped."""
 
-    def __init__(self, relay_url: str, group: CpuGroup, *overrides: str) -> None:
+    def __init__(self, relay_url: str, group: cpu_cap.CpuCap, *overrides: str) -> None:
         super().__init__(relay_url, *overrides)
         self.group = group
 
@@ -338,8 +290,7 @@ async def stamped_call(kiosk: CappedKiosk, relay_url: str, seconds: float) -> di
 async def one_cap(percent: float, relay_url: str, page: Any, args: argparse.Namespace,
                   kiosk_sets: tuple[str, ...]) -> dict[str, Any]:
     width, height, fps = VIDEO
-    name = f"kioskd-cap-{os.getpid()}-{round(percent)}"
-    with cpu_group(name, percent) as group:
+    with cpu_cap.cpu_capped(percent / 100) as group:
         kiosk = CappedKiosk(relay_url, group, "display.mode=window", f"video.width={width}",
                             f"video.height={height}", f"video.fps={fps}", "audio.sink=alsa",
                             "audio.playback_device=null", *kiosk_sets)
@@ -447,8 +398,8 @@ def main() -> None:
     parser.add_argument("--kiosk-set", action="append", default=[], metavar="KEY=VALUE",
                         help="one more --set for kioskd")
     args = parser.parse_args()
-    if not (CGROUP_CPU / "cpu.cfs_quota_us").exists():
-        parser.error(f"needs the cgroup v1 cpu controller at {CGROUP_CPU}")
+    if reason := cpu_cap.missing():
+        parser.error(reason)
     netns.run_module_inside("bench.cpu_cap")
     # SIGTERM as Ctrl-C: the kiosk is stopped and its group removed on the way out.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

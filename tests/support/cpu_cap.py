@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 CPU_CONTROLLER = Path("/sys/fs/cgroup/cpu")
 PERIOD_US = 100_000  # the kernel's default CFS period, as systemd's CPUQuota= uses
+REMOVE_TRIES = 50  # 0.1 s apart
 
 
 def missing() -> str | None:
@@ -37,6 +39,10 @@ class CpuCap:
         (self.folder / "cpu.cfs_period_us").write_text(f"{PERIOD_US}\n")
         quota = -1 if share is None else round(share * PERIOD_US)
         (self.folder / "cpu.cfs_quota_us").write_text(f"{quota}\n")
+
+    def add(self, pid: int) -> None:
+        """Move a running process (and its threads) into this group."""
+        (self.folder / "cgroup.procs").write_text(f"{pid}\n")
 
     def inside(self, *argv: str) -> list[str]:
         """`argv` run in this group: a shell joins it, then becomes the program."""
@@ -60,9 +66,19 @@ def cpu_capped(share: float | None) -> Iterator[CpuCap]:
         cap.set(share)
         yield cap
     finally:
-        # Anything left in it goes back to the root group, so that the group can go.
-        with contextlib.suppress(OSError):
-            for pid in (folder / "cgroup.procs").read_text().split():
-                with contextlib.suppress(OSError):
-                    (CPU_CONTROLLER / "cgroup.procs").write_text(pid)
-        folder.rmdir()
+        _remove(folder)
+
+
+def _remove(folder: Path) -> None:
+    """Move anything left in the group back to the root group, then remove the group."""
+    with contextlib.suppress(OSError):
+        for pid in (folder / "cgroup.procs").read_text().split():
+            with contextlib.suppress(OSError):  # ended meanwhile
+                (CPU_CONTROLLER / "cgroup.procs").write_text(pid)
+    for _ in range(REMOVE_TRIES - 1):
+        try:
+            folder.rmdir()
+            return
+        except OSError:  # a task still leaving: the kernel gives no event to wait on
+            time.sleep(0.1)
+    folder.rmdir()
