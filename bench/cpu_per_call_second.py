@@ -319,6 +319,21 @@ async def start_profiler(process: AnswererProcess, profile: Path | None,
         "-o", str(out), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
 
+async def answerer_counts(answerer: AnswererProcess | None,
+                          callee_page: Any = None) -> dict[str, int]:
+    """Caller frames the answerer has received (and, the kiosk, drawn) so far: the kiosk's
+    control socket, the plain answerer's stats line, or the Chromium callee's getStats."""
+    if isinstance(answerer, KioskdProcess):
+        media = (await answerer.status())["call"]["media"]
+        return {"received": media["video_frames"], "rendered": media.get("rendered_frames", 0)}
+    if isinstance(answerer, PlainProcess):
+        return {"received": (await answerer.stats())["video_frames_received"]}
+    from bench import chromium_call as cc  # Playwright only for the Chromium callee
+
+    stats = await cc.inbound(callee_page)
+    return {"received": stats["video"].get("framesDecoded", 0) if stats else 0}
+
+
 async def measure(process: AnswererProcess, relay_url: str, seconds: float,
                   settle: float, profile: Path | None = None) -> dict[str, Any]:
     from tests.support.caller import ScriptedCaller
@@ -336,14 +351,7 @@ async def measure(process: AnswererProcess, relay_url: str, seconds: float,
         await caller.sink.wait_for_frames(video=VIDEO[2], timeout=15)
         await asyncio.sleep(settle)  # encoders ramp up their bitrate: not measured
 
-        async def answerer_counts() -> dict[str, int]:
-            if isinstance(process, KioskdProcess):
-                media = (await process.status())["call"]["media"]
-                return {"received": media["video_frames"],
-                        "rendered": media.get("rendered_frames", 0)}
-            return {"received": (await process.stats())["video_frames_received"]}
-
-        before = await answerer_counts()
+        before = await answerer_counts(process)
         sent_to_caller = caller.sink.video_frames
         profiler = await start_profiler(process, profile, seconds)
         threads = thread_ticks(process.pid)
@@ -353,7 +361,7 @@ async def measure(process: AnswererProcess, relay_url: str, seconds: float,
         split = thread_split(threads, thread_ticks(process.pid),
                              await python_thread_names(process.pid), wall, cpu)
         sent_to_caller = caller.sink.video_frames - sent_to_caller
-        after = await answerer_counts()
+        after = await answerer_counts(process)
         rss = rss_mb(process.pid)
         if profiler is not None:
             await profiler.wait()
@@ -432,17 +440,7 @@ async def measure_from_chromium(answerer: AnswererProcess | None, caller_page: A
         await cc.wait_for_video(caller_page, frames=VIDEO[2])
         await asyncio.sleep(settle)  # encoders ramp up their bitrate: not measured
 
-        async def answerer_counts() -> dict[str, int]:
-            if isinstance(answerer, KioskdProcess):
-                media = (await answerer.status())["call"]["media"]
-                return {"received": media["video_frames"],
-                        "rendered": media.get("rendered_frames", 0)}
-            if isinstance(answerer, PlainProcess):
-                return {"received": (await answerer.stats())["video_frames_received"]}
-            stats = await cc.inbound(callee_page)
-            return {"received": stats["video"].get("framesDecoded", 0) if stats else 0}
-
-        before = await answerer_counts()
+        before = await answerer_counts(answerer, callee_page)
         caller_in, caller_out = await cc.inbound(caller_page), await cc.outbound(caller_page)
         audio.start()
         profiler = None if answerer is None else await start_profiler(answerer, profile, seconds)
@@ -453,7 +451,7 @@ async def measure_from_chromium(answerer: AnswererProcess | None, caller_page: A
         threads_after = thread_ticks(answerer.pid) if answerer is not None else {}
         used = sum(c - cpu.get(pid, ("", 0.0))[1] for pid, (_, c) in cpu_after.items())
         gaps = await audio.stop()
-        after = await answerer_counts()
+        after = await answerer_counts(answerer, callee_page)
         caller_in2, caller_out2 = await cc.inbound(caller_page), await cc.outbound(caller_page)
         sdp = await caller_page.evaluate(CODEC_OF_PAGE)
         result: dict[str, Any] = {
